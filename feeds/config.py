@@ -1,0 +1,336 @@
+"""The one typed, validated configuration object.
+
+``load_config`` reads a TOML file, merges the built-in outlet rules (``feeds/data/outlets.toml``),
+applies ``FEEDS_*`` environment overrides and validates everything with pydantic. Paths in the
+file are relative to the file's folder. Nothing here imports another ``feeds`` module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DATA_DIR = Path(__file__).parent / "data"
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+Slug = Annotated[str, Field(pattern=SLUG_RE.pattern, max_length=80)]
+TopicField = Literal["title", "summary", "content"]
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; ``problems`` lists ``key: message`` lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputConfig(_Strict):
+    include: tuple[str, ...] = ("*.md", "*.markdown", "*.html", "*.htm", "*.txt")
+    exclude: tuple[str, ...] = ()
+    max_file_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    follow_symlinks: bool = True
+
+
+class FeedConfig(_Strict):
+    title: str = "财经新闻"
+    description: str = "Chinese finance news, republished"
+    limit: int = Field(default=50, gt=0, le=10_000)
+    summary_chars: int = Field(default=200, gt=0, le=10_000)
+    keep_deleted: bool = False
+    author: str = "feeds"
+
+
+class CleanupRules(_Strict):
+    """Boilerplate removal, kept as data. Selectors are CSS; text patterns are regexes matched
+    against the stripped text of block elements (a matching block is removed)."""
+
+    remove_selectors: tuple[str, ...] = ()
+    remove_text: tuple[str, ...] = ()
+    ignore_images: tuple[str, ...] = ()  # substrings of image URLs that are not lead images
+
+    @field_validator("remove_text")
+    @classmethod
+    def _regexes_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
+        return value
+
+    def merged(self, other: CleanupRules) -> CleanupRules:
+        return CleanupRules(
+            remove_selectors=self.remove_selectors + other.remove_selectors,
+            remove_text=self.remove_text + other.remove_text,
+            ignore_images=self.ignore_images + other.ignore_images,
+        )
+
+
+class SourceRule(_Strict):
+    """An outlet: its display name, aliases that mean the same outlet, and its quirks."""
+
+    name: str = Field(min_length=1)
+    slug: Slug | None = None
+    aliases: tuple[str, ...] = ()
+    gmt_is_local: bool = False  # dates labelled GMT are really local (Beijing) time
+    cleanup: CleanupRules = CleanupRules()
+
+
+class TopicRule(_Strict):
+    name: str = Field(min_length=1)
+    slug: Slug | None = None
+    description: str = ""
+    keywords: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    regex: str | None = None
+    fields: tuple[TopicField, ...] = ("title", "summary", "content")
+    sources: tuple[Slug, ...] = ()
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"bad regex {value!r}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_rule(self) -> TopicRule:
+        if not (self.keywords or self.all or self.regex or self.sources):
+            raise ValueError("a topic needs keywords, all, regex or sources")
+        return self
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    enabled: bool = True
+    max_age: int = Field(default=300, ge=0)
+
+
+class ServiceConfig(_Strict):
+    rescan_seconds: float = Field(default=300, gt=0)
+    debounce_seconds: float = Field(default=0.3, ge=0)
+    settle_seconds: float = Field(default=0.5, ge=0)
+    retention_days: int = Field(default=0, ge=0)  # 0 keeps items forever
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+WebhookFormat = Literal["json", "wecom", "dingtalk", "feishu", "slack"]
+WebhookEvent = Literal["item.new", "item.updated"]
+
+
+class WebhookConfig(_Strict):
+    name: Slug
+    url: str = Field(min_length=1)  # or "env:VAR" / "file:PATH"
+    format: WebhookFormat = "json"
+    secret: str | None = None  # or "env:VAR" / "file:PATH"
+    topics: tuple[Slug, ...] = ()
+    keywords: tuple[str, ...] = ()
+    sources: tuple[Slug, ...] = ()
+    events: tuple[WebhookEvent, ...] = ("item.new",)
+    fields: tuple[TopicField, ...] = ("title", "summary", "content")
+    rate_per_minute: int = Field(default=20, gt=0)
+    timeout_seconds: float = Field(default=10, gt=0)
+    max_retry_hours: float = Field(default=24, gt=0)
+
+    @model_validator(mode="after")
+    def _has_a_filter(self) -> WebhookConfig:
+        if not (self.topics or self.keywords):
+            raise ValueError("a webhook needs topics or keywords")
+        return self
+
+
+class Config(_Strict):
+    articles: tuple[Path, ...] = (Path("articles"),)
+    output: Path = Path("output")
+    state: Path = Path("state/feeds.db")
+    base_url: str = "http://127.0.0.1:8080/"
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh-CN"
+    alert_on_backfill: bool = False
+    input: InputConfig = InputConfig()
+    feed: FeedConfig = FeedConfig()
+    cleanup: CleanupRules = CleanupRules()
+    sources: tuple[SourceRule, ...] = ()
+    topics: tuple[TopicRule, ...] = ()
+    server: ServerConfig = ServerConfig()
+    service: ServiceConfig = ServiceConfig()
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_absolute(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an absolute http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("articles")
+    @classmethod
+    def _some_articles(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        if not value:
+            raise ValueError("at least one article folder is needed")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        for what, names in (
+            ("topics", [t.slug or t.name for t in self.topics]),
+            ("webhooks", [w.name for w in self.webhooks]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what}: duplicate names {dupes}")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+ENV_PREFIX = "FEEDS_"
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``FEEDS_OUTPUT=/srv/feeds`` or ``FEEDS_SERVER__PORT=9000`` -> nested dict of strings."""
+    result: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("FEEDS_CONFIG",):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        target = result
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value.split(os.pathsep) if keys == ["articles"] else value
+    return result
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), ["file not found"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from exc
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+
+
+def _merge_builtin_sources(data: dict[str, Any]) -> dict[str, Any]:
+    """Built-in outlet rules first; a user source with the same name replaces the built-in one."""
+    builtin = _read_toml(DATA_DIR / "outlets.toml")
+    user_sources = list(data.get("sources", []))
+    user_names = {s.get("name") for s in user_sources if isinstance(s, dict)}
+    kept = [s for s in builtin.get("sources", []) if s.get("name") not in user_names]
+    merged = dict(data)
+    merged["sources"] = kept + user_sources
+    cleanup = builtin.get("cleanup", {})
+    user_cleanup = data.get("cleanup", {})
+    if isinstance(user_cleanup, dict):
+        merged["cleanup"] = {
+            key: list(cleanup.get(key, [])) + list(user_cleanup.get(key, []))
+            for key in ("remove_selectors", "remove_text", "ignore_images")
+        } | {k: v for k, v in user_cleanup.items() if k not in cleanup}
+    return merged
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    resolved = dict(data)
+    for key in ("output", "state"):
+        if key in resolved and isinstance(resolved[key], str):
+            resolved[key] = str(base / resolved[key])
+    if isinstance(resolved.get("articles"), list):
+        resolved["articles"] = [
+            str(base / p) if isinstance(p, str) else p for p in resolved["articles"]
+        ]
+    return resolved
+
+
+def format_errors(error: ValidationError) -> list[str]:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"{key}: {problem['msg']}")
+    return lines
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read, merge and validate. Precedence: overrides (CLI) > environment > file > defaults."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        data = _resolve_paths(_read_toml(path), path.resolve().parent)
+    data = _merge_builtin_sources(data)
+    data = _deep_merge(data, _env_overrides(environ))
+    data = _deep_merge(data, overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_errors(exc)) from exc
+
+
+def resolve_secret(value: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """``env:NAME`` reads the environment, ``file:PATH`` a file; anything else is literal."""
+    if value is None:
+        return None
+    environ = os.environ if environ is None else environ
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in environ:
+            raise ConfigError("secret", [f"environment variable {name} is not set"])
+        return environ[name]
+    if value.startswith("file:"):
+        try:
+            return Path(value[5:]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("secret", [f"cannot read {value[5:]}: {exc.strerror}"]) from exc
+    return value

@@ -1,0 +1,43 @@
+"""Chinese-aware text helpers shared by classification, alerts and dedupe: pure functions."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import opencc
+from pypinyin import lazy_pinyin
+
+_T2S = opencc.OpenCC("t2s")
+_WHITESPACE = re.compile(r"\s+")
+# Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF).
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def fold(text: str) -> str:
+    """Fold text for matching: NFKC, traditional -> simplified, case-folded."""
+    return _T2S.convert(unicodedata.normalize("NFKC", text)).casefold()
+
+
+def collapse_whitespace(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def xml_safe(text: str) -> str:
+    """Drop characters that XML 1.0 cannot carry (they break feed readers)."""
+    return _XML_ILLEGAL.sub("", text)
+
+
+@lru_cache(maxsize=4096)
+def slugify(name: str) -> str:
+    """ASCII slug of a display name: pinyin for Han characters, lowercase alphanumerics.
+
+    >>> slugify("21世纪经济报道")
+    '21shijijingjibaodao'
+    """
+    normalized = unicodedata.normalize("NFKC", name)
+    ascii_parts = "".join(lazy_pinyin(normalized, errors="default"))
+    folded = unicodedata.normalize("NFKD", ascii_parts).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
+    return slug.replace("-", "") if len(slug) <= 80 else slug[:80].rstrip("-")
