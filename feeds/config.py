@@ -281,10 +281,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     resolved = dict(data)
     for key in ("output", "state"):
         if key in resolved and isinstance(resolved[key], str):
-            resolved[key] = str(base / resolved[key])
+            resolved[key] = os.path.normpath(base / resolved[key])
     if isinstance(resolved.get("articles"), list):
         resolved["articles"] = [
-            str(base / p) if isinstance(p, str) else p for p in resolved["articles"]
+            os.path.normpath(base / p) if isinstance(p, str) else p for p in resolved["articles"]
         ]
     return resolved
 

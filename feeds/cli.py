@@ -1,0 +1,239 @@
+"""Command line: argument parsing and one clear line per failure. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from feeds.config import Config, ConfigError, load_config
+from feeds.errors import FeedsError, OutputError, StoreError
+from feeds.log import setup_logging
+from feeds.pipeline import BuildReport, Pipeline
+from feeds.store import Store, open_store
+
+DEFAULT_CONFIG = Path("config/feeds.toml")
+EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 2, 3, 4
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config file (default: config/feeds.toml)")
+    parser.add_argument("--articles", type=Path, action="append", help="article folder (repeat)")
+    parser.add_argument("--output", type=Path, help="output folder for feeds")
+    parser.add_argument("--state", type=Path, help="state database file (SQLite)")
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    path: Path | None = args.config or _env_config()
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    overrides: dict[str, Any] = {}
+    if args.articles:
+        overrides["articles"] = [str(p) for p in args.articles]
+    for name in ("output", "state"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = str(getattr(args, name))
+    return load_config(path, overrides)
+
+
+def _env_config() -> Path | None:
+    value = os.environ.get("FEEDS_CONFIG")
+    return Path(value) if value else None
+
+
+def check_output_writable(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"output folder {output} is not writable: {exc.strerror or exc}") from exc
+
+
+def _progress_factory(stream: TextIO) -> Callable[[int], Callable[[int], None]] | None:
+    if not stream.isatty():
+        return None
+
+    def factory(total: int) -> Callable[[int], None]:
+        if total < 500:
+            return lambda n: None
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="file", file=stream, leave=False)
+
+        def update(count: int) -> None:
+            bar.update(count)
+            if bar.n >= total:
+                bar.close()
+
+        return update
+
+    return factory
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    setup_logging(args.log_level or config.service.log_level, config.service.log_format)
+    check_output_writable(config.output)
+    with _store(config) as store:
+        pipeline = Pipeline(config, store, workers=args.workers)
+        report = pipeline.sync(_progress_factory(sys.stderr))
+    print_summary(report, sys.stdout)
+    for path, reason in report.batch.rejected:
+        print(f"rejected: {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+def print_summary(report: BuildReport, out: TextIO) -> None:
+    batch, render = report.batch, report.render
+    out.write(
+        f"files seen {report.scanned}; items new {batch.new}, updated {batch.updated}, "
+        f"unchanged {batch.unchanged}, removed {batch.removed}; duplicates merged "
+        f"{batch.merged}; files rejected {len(batch.rejected)}; feeds written "
+        f"{len(render.written)}\n"
+    )
+
+
+class _store:
+    """Context manager: open the configured store and always close it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store: Store | None = None
+
+    def __enter__(self) -> Store:
+        self.store = open_store(self.config.state)
+        return self.store
+
+    def __exit__(self, *exc: object) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    print(
+        f"ok: {len(config.articles)} article folder(s), {len(config.sources)} sources, "
+        f"{len(config.topics)} topics, {len(config.webhooks)} webhooks; output {config.output}"
+    )
+    return 0
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    with _store(config) as store:
+        for item in store.iter_items(include_removed=args.all):
+            if args.json:
+                record = {
+                    "id": item.id,
+                    "title": item.title,
+                    "link": item.link,
+                    "published": item.published.isoformat(),
+                    "updated": item.updated.isoformat(),
+                    "source": item.source,
+                    "topics": list(item.topics),
+                    "paths": list(item.paths),
+                }
+                if args.all:
+                    record["removed"] = item.removed
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                topics = ",".join(item.topics) or "-"
+                print(f"{item.id}  {item.published:%Y-%m-%d %H:%M}Z  {item.source}  {topics}  {item.title}")
+    return 0
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    with _store(config) as store:
+        for error in store.errors():
+            if args.json:
+                record = {
+                    "path": error.path,
+                    "reason": error.reason,
+                    "first_seen": error.first_seen.isoformat(),
+                    "last_seen": error.last_seen.isoformat(),
+                    "count": error.count,
+                }
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                print(f"{error.path}: {error.reason}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from feeds.service import run_service
+
+    config = config_from(args)
+    return run_service(config, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="feeds", description=__doc__)
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="scan article folders and write the feeds")
+    add_common(build)
+    build.add_argument("--workers", type=int, default=None, help="parser processes (default: CPUs)")
+    build.set_defaults(func=cmd_build)
+
+    check = sub.add_parser("check-config", help="validate a config file and explain problems")
+    add_common(check)
+    check.set_defaults(func=cmd_check_config)
+
+    items = sub.add_parser("items", help="list stored items")
+    add_common(items)
+    items.add_argument("--json", action="store_true", help="one JSON object per line")
+    items.add_argument("--all", action="store_true", help="include removed items")
+    items.set_defaults(func=cmd_items)
+
+    errors = sub.add_parser("errors", help="list rejected files with their reasons")
+    add_common(errors)
+    errors.add_argument("--json", action="store_true", help="one JSON object per line")
+    errors.set_defaults(func=cmd_errors)
+
+    run = sub.add_parser("run", help="run the service: watch, schedule, serve")
+    add_service_arguments(run)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--host", help="HTTP address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    parser.add_argument("--no-http", action="store_true", help="do not serve HTTP")
+    parser.add_argument("--workers", type=int, default=None, help="parser processes")
+    parser.add_argument("--log-format", choices=["text", "json"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"feeds: bad config {exc.source}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutputError as exc:
+        print(f"feeds: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    except StoreError as exc:
+        print(f"feeds: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except FeedsError as exc:
+        print(f"feeds: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

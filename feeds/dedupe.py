@@ -1,0 +1,56 @@
+"""Fingerprints and identity: pure functions over normalized articles.
+
+* ``fingerprint``: a versioned hash of the normalized title and body text. Two files with the
+  same fingerprint are the same story; a file whose fingerprint did not change did not change.
+* ``body_key``: the hash of the body text alone, for stories whose title was edited or lost
+  (only for bodies long enough that a collision means the same text).
+* ``new_item_id``: issued once, from the first fingerprint an item had, then stored and
+  never recomputed, so edits, renames and merges never change an item's id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+from feeds.model import Article
+
+FINGERPRINT_VERSION = "1"
+BODY_KEY_MIN_CHARS = 80
+_NOT_CONTENT = re.compile(r"[\s\u200b-\u200f\u2060\ufeff]+")
+
+
+def canonical_text(text: str) -> str:
+    """NFKC, case-folded, with every kind of whitespace removed."""
+    return _NOT_CONTENT.sub("", unicodedata.normalize("NFKC", text)).casefold()
+
+
+def _digest(*parts: str) -> str:
+    joined = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(joined).hexdigest()[:32]
+
+
+def fingerprint(article: Article) -> str:
+    title = "" if article.title_derived else canonical_text(article.title)
+    return _digest("fp", FINGERPRINT_VERSION, title, canonical_text(article.text))
+
+
+def body_key(article: Article) -> str | None:
+    body = canonical_text(article.text)
+    if len(body) < BODY_KEY_MIN_CHARS:
+        return None
+    return _digest("body", FINGERPRINT_VERSION, body)
+
+
+def new_item_id(first_fingerprint: str) -> str:
+    return _digest("item", first_fingerprint)
+
+
+def quality(article: Article) -> int:
+    """How complete a member file is; the best member of a story represents it."""
+    return (
+        (0 if article.title_derived else 4)
+        + (2 if article.link else 0)
+        + (1 if article.date_origin == "front-matter" else 0)
+    )

@@ -1,0 +1,34 @@
+"""The exception tree. Bad input is data (``ArticleError`` is recorded, never fatal).
+
+    FeedsError
+    ├── ConfigError            (feeds.config; a config that cannot be used)
+    ├── ArticleError(path, reason)   one file that cannot become an item
+    ├── StoreError             the state database failed (a batch stops and is retried)
+    └── OutputError            the output folder cannot be written
+"""
+
+from __future__ import annotations
+
+
+class FeedsError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ArticleError(FeedsError):
+    """A file that cannot become an item. ``reason`` is one human line."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[ArticleError], tuple[str, str]]:
+        return (ArticleError, (self.path, self.reason))
+
+
+class StoreError(FeedsError):
+    """The state store failed; the operation can be retried."""
+
+
+class OutputError(FeedsError):
+    """The output folder cannot be written."""

@@ -1,0 +1,195 @@
+"""``RawArticle`` -> ``Article``: every field cleaned and typed. Pure: no I/O, rules are arguments."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from feeds.classify import UNKNOWN_SOURCE, Outlet, SourceResolver
+from feeds.clean import clean_body, html_to_text, markdown_to_html, summarize
+from feeds.config import Config
+from feeds.dates import date_from_filename, parse_date
+from feeds.model import Article, CleanBody, DateOrigin, RawArticle
+from feeds.text import collapse_whitespace, xml_safe
+
+LINK_KEYS = ("link", "url", "permalink", "source_url", "original_url", "canonical_url")
+DATE_KEYS = ("date", "published", "pubDate", "pubdate", "created", "created_at")
+UPDATED_KEYS = ("updated", "lastmod", "last_modified_at", "modified", "updated_at")
+IMAGE_KEYS = ("headimg", "thumbnail", "image", "cover", "banner")
+SUMMARY_KEYS = ("description", "summary", "excerpt")
+SOURCE_KEYS = ("source", "author")
+TITLE_FROM_BODY_CHARS = 60
+_TAG = re.compile(r"<[^>]*>")
+_URL = re.compile(r"^(?:https?:)?//[^\s/]+\S*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeRules:
+    """The slice of config normalization needs (picklable, for worker processes)."""
+
+    zone: ZoneInfo
+    language: str
+    summary_chars: int
+    sources: SourceResolver
+
+    @classmethod
+    def from_config(cls, config: Config) -> NormalizeRules:
+        return cls(
+            zone=config.zone,
+            language=config.language,
+            summary_chars=config.feed.summary_chars,
+            sources=SourceResolver(config.sources, config.cleanup),
+        )
+
+
+def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
+    meta = raw.meta
+    declared_outlet = _declared_outlet(meta, rules.sources)
+    link = _meta_link(meta)
+    html_body = markdown_to_html(raw.body) if raw.body_format == "markdown" else raw.body
+    cleanup = (declared_outlet or rules.sources.resolve(UNKNOWN_SOURCE)).cleanup
+    body = clean_body(html_body, cleanup, base_url=link)
+    outlet = declared_outlet or _outlet_from_body_or_path(meta, body, rules.sources)
+    title, derived = _title(meta, body, raw.path)
+    published, origin = _published(raw, rules.zone, outlet)
+    image = _meta_image(meta, cleanup.ignore_images) or body.first_image
+    return Article(
+        path=raw.path,
+        title=title,
+        title_derived=derived,
+        link=link or body.original_link,
+        published=published,
+        date_origin=origin,
+        updated=_first_date(meta, UPDATED_KEYS, rules.zone, outlet.gmt_is_local),
+        source_name=outlet.name,
+        source_slug=outlet.slug,
+        categories=_categories(meta),
+        language=_text(meta.get("lang") or meta.get("language")) or rules.language,
+        content_html=body.html,
+        text=body.text,
+        summary=_summary(meta, body.text, rules.summary_chars) or summarize(title, 200),
+        image=image,
+    )
+
+
+def plain(value: object) -> str:
+    """Front-matter value -> one line of plain text (tags stripped, entities decoded)."""
+    text = _text(value)
+    if "<" in text:
+        text = _TAG.sub("", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return xml_safe(collapse_whitespace(text))
+
+
+def _text(value: object) -> str:
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, str | int | float):
+        return str(value)
+    return ""
+
+
+def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bool]:
+    title = plain(meta.get("title"))
+    if title:
+        return title, False
+    first_line = next((line.strip() for line in body.text.splitlines() if line.strip()), "")
+    if first_line:
+        return summarize(first_line, TITLE_FROM_BODY_CHARS), True
+    stem = PurePath(path).stem.strip().lstrip("-").strip()
+    return (plain(stem.replace("_", " ")) or "无标题"), True
+
+
+def _meta_link(meta: Mapping[str, Any]) -> str | None:
+    for key in LINK_KEYS:
+        value = _text(meta.get(key)).strip()
+        if _URL.match(value):
+            return "https:" + value if value.startswith("//") else value
+    return None
+
+
+def _meta_image(meta: Mapping[str, Any], ignored: Iterable[str]) -> str | None:
+    for key in IMAGE_KEYS:
+        value = _text(meta.get(key)).strip()
+        if not _URL.match(value):
+            continue
+        value = "https:" + value if value.startswith("//") else value
+        if not any(fragment in value for fragment in ignored):
+            return value
+    return None
+
+
+def _first_date(
+    meta: Mapping[str, Any], keys: Iterable[str], zone: ZoneInfo, gmt_is_local: bool
+) -> datetime | None:
+    for key in keys:
+        if key in meta:
+            found = parse_date(meta[key], zone, gmt_is_local=gmt_is_local)
+            if found is not None:
+                return found
+    return None
+
+
+def _published(raw: RawArticle, zone: ZoneInfo, outlet: Outlet) -> tuple[datetime, DateOrigin]:
+    found = _first_date(raw.meta, DATE_KEYS, zone, outlet.gmt_is_local)
+    if found is not None:
+        return found, "front-matter"
+    from_name = date_from_filename(PurePath(raw.path).name, zone)
+    if from_name is not None:
+        return from_name, "file-name"
+    return datetime.fromtimestamp(raw.mtime_ns / 1e9, UTC).replace(microsecond=0), "mtime"
+
+
+def _declared_outlet(meta: Mapping[str, Any], sources: SourceResolver) -> Outlet | None:
+    for key in SOURCE_KEYS:
+        name = plain(meta.get(key))
+        if name:
+            return sources.resolve(name)
+    return None
+
+
+def _outlet_from_body_or_path(
+    meta: Mapping[str, Any], body: CleanBody, sources: SourceResolver
+) -> Outlet:
+    if body.source_line:
+        return sources.resolve(body.source_line)
+    categories = _string_list(meta.get("categories"))
+    if len(categories) >= 3:  # Hexo category path: 金融/<outlet>/<feed>
+        return sources.resolve(categories[1])
+    for candidate in (*_string_list(meta.get("tags")), *categories):
+        known = sources.lookup(candidate)
+        if known is not None:
+            return known
+    tags = _string_list(meta.get("tags"))
+    return sources.resolve(tags[0] if tags else UNKNOWN_SOURCE)
+
+
+def _string_list(value: object) -> list[str]:
+    if isinstance(value, str):
+        parts = value.split(",") if "," in value else value.split()
+        return [p for p in (plain(part) for part in parts) if p]
+    if isinstance(value, list | tuple):
+        return [p for p in (plain(item) for item in value) if p]
+    return []
+
+
+def _categories(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for value in (*_string_list(meta.get("categories")), *_string_list(meta.get("tags"))):
+        seen.setdefault(value[:100], None)
+    return tuple(seen)
+
+
+def _summary(meta: Mapping[str, Any], text: str, limit: int) -> str:
+    for key in SUMMARY_KEYS:
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            return summarize(collapse_whitespace(html_to_text(value)), limit)
+    return summarize(text, limit)

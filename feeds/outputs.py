@@ -1,0 +1,119 @@
+"""Which feeds exist, and turning the dirty ones into files in the output folder.
+
+Every feed is rendered from the store only when marked dirty (or when its files are missing);
+``publish`` then writes only when the bytes differ, atomically. The index and OPML are cheap
+and rebuilt every time, written only when changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from feeds.classify import topic_slug
+from feeds.config import Config
+from feeds.errors import OutputError
+from feeds.model import FeedKey, FeedMeta, Site
+from feeds.publish import PublishError, publish, remove
+from feeds.render import render_atom, render_index, render_opml, render_rss
+from feeds.store import Store
+
+log = logging.getLogger("feeds.outputs")
+FORMATS = ("rss", "atom")
+
+
+@dataclass(slots=True)
+class RenderReport:
+    written: list[str] = field(default_factory=list)  # relative paths actually (re)written
+    rendered: int = 0  # feeds rendered (dirty or missing)
+    removed: list[str] = field(default_factory=list)
+
+
+def site_of(config: Config) -> Site:
+    return Site(
+        base_url=config.base_url,
+        title=config.feed.title,
+        description=config.feed.description,
+        language=config.language,
+        author=config.feed.author,
+    )
+
+
+def feed_metas(config: Config, store: Store) -> list[FeedMeta]:
+    """Every feed there is: all, one per source ever seen, one per configured topic."""
+    counts = store.feed_counts()
+    title = config.feed.title
+    metas = [FeedMeta(FeedKey("all"), title, config.feed.description, counts.get("all", 0))]
+    for slug, name in sorted(store.sources().items()):
+        key = FeedKey("source", slug)
+        metas.append(FeedMeta(key, f"{title} · {name}", f"来源：{name}", counts.get(key.name, 0)))
+    for rule in config.topics:
+        key = FeedKey("topic", topic_slug(rule))
+        description = rule.description or f"主题：{rule.name}"
+        metas.append(FeedMeta(key, f"{title} · {rule.name}", description, counts.get(key.name, 0)))
+    return metas
+
+
+def render_feeds(store: Store, config: Config) -> RenderReport:
+    """Render dirty feeds, the index and the OPML list; remove feeds that no longer exist."""
+    report = RenderReport()
+    site = site_of(config)
+    metas = feed_metas(config, store)
+    states = store.feed_states()
+    try:
+        for meta in metas:
+            dirty, _ = states.get(meta.key.name, (True, None))
+            if dirty or _missing(config, meta.key):
+                _render_one(store, config, site, meta, report)
+        _remove_stale(store, config, {m.key.name for m in metas}, states, report)
+        _write(config, "index.html", render_index(metas, site), report)
+        _write(config, "feeds.opml", render_opml(metas, site), report)
+    except PublishError as exc:
+        raise OutputError(f"cannot write to {config.output}: {exc}") from exc
+    return report
+
+
+def _missing(config: Config, key: FeedKey) -> bool:
+    return any(not (config.output / f"{key.path_stem}.{fmt}").exists() for fmt in FORMATS)
+
+
+def _render_one(
+    store: Store, config: Config, site: Site, meta: FeedMeta, report: RenderReport
+) -> None:
+    items = store.feed_items(meta.key, config.feed.limit)
+    digest = hashlib.sha256()
+    for fmt, render in (("rss", render_rss), ("atom", render_atom)):
+        data = render(meta, items, site)
+        digest.update(data)
+        _write(config, f"{meta.key.path_stem}.{fmt}", data, report)
+    with store.transaction():
+        store.mark_rendered(meta.key.name, digest.hexdigest()[:32])
+    report.rendered += 1
+
+
+def _write(config: Config, relpath: str, data: bytes, report: RenderReport) -> None:
+    if publish(config.output, relpath, data):
+        report.written.append(relpath)
+
+
+def _remove_stale(
+    store: Store,
+    config: Config,
+    wanted: set[str],
+    states: dict[str, tuple[bool, str | None]],
+    report: RenderReport,
+) -> None:
+    for name in sorted(set(states) - wanted):
+        try:
+            key = FeedKey.parse(name)
+        except ValueError:
+            continue
+        if key.kind == "source":
+            continue  # sources never disappear: readers may be subscribed
+        for fmt in FORMATS:
+            relpath = f"{key.path_stem}.{fmt}"
+            if remove(config.output, relpath):
+                report.removed.append(relpath)
+        with store.transaction():
+            store.forget_feed(name)

@@ -1,0 +1,194 @@
+"""The orchestrator: scan -> parse -> normalize -> ingest (dedupe, classify, store) -> render.
+
+It holds no format knowledge: each stage lives in its own module. Parsing and normalizing are
+pure per file, so large batches fan out to worker processes; everything that touches the store
+happens here, in this process, one transaction per chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+
+from feeds.classify import TopicMatcher
+from feeds.config import Config
+from feeds.errors import ArticleError
+from feeds.ingest import BatchReport, EventSink, Ingestor, Processed
+from feeds.model import FileStamp
+from feeds.normalize import NormalizeRules, normalize
+from feeds.parse import parse_file
+from feeds.outputs import RenderReport, render_feeds
+from feeds.scan import ScanDiff, diff, make_filter, walk
+from feeds.store import Store
+
+log = logging.getLogger("feeds.pipeline")
+CHUNK = 256
+PARALLEL_THRESHOLD = 400
+
+
+def process_file(path: str, rules: NormalizeRules, max_bytes: int) -> Processed:
+    """One file -> (stamp, Article or ArticleError). Never raises for bad input."""
+    try:
+        raw = parse_file(path, max_bytes)
+        stamp = FileStamp(path, raw.size, raw.mtime_ns)
+        return stamp, normalize(raw, rules)
+    except ArticleError as exc:
+        return _stamp_of(path), exc
+    except Exception as exc:  # a bug must not stop the batch; the file is reported
+        log.exception("unexpected error on %s", path)
+        return _stamp_of(path), ArticleError(path, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _stamp_of(path: str) -> FileStamp:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return FileStamp(path, -1, -1)
+    return FileStamp(path, info.st_size, info.st_mtime_ns)
+
+
+_worker_rules: NormalizeRules | None = None
+_worker_max_bytes = 0
+
+
+def _init_worker(config: Config) -> None:
+    global _worker_rules, _worker_max_bytes
+    _worker_rules = NormalizeRules.from_config(config)
+    _worker_max_bytes = config.input.max_file_bytes
+
+
+def _process_in_worker(path: str) -> Processed:
+    assert _worker_rules is not None
+    return process_file(path, _worker_rules, _worker_max_bytes)
+
+
+@dataclass(slots=True)
+class BuildReport:
+    batch: BatchReport = field(default_factory=BatchReport)
+    render: RenderReport = field(default_factory=RenderReport)
+    scanned: int = 0
+
+
+def config_digest(config: Config, *fields: str) -> str:
+    dumped = config.model_dump_json(include=set(fields))
+    return hashlib.sha256(dumped.encode()).hexdigest()[:16]
+
+
+NORMALIZE_FIELDS = ("timezone", "language", "feed", "cleanup", "sources", "topics", "input")
+RENDER_FIELDS = ("base_url", "feed", "topics", "language")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        workers: int | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.rules = NormalizeRules.from_config(config)
+        self.accept = make_filter(config.input)
+        self.ingestor = Ingestor(
+            store,
+            TopicMatcher(config.topics),
+            keep_deleted=config.feed.keep_deleted,
+            on_event=on_event,
+        )
+        self.forced = self._check_config_changes()
+
+    def _check_config_changes(self) -> bool:
+        """A config change that alters items forces a re-read of every file."""
+        normalize_digest = config_digest(self.config, *NORMALIZE_FIELDS)
+        render_digest = config_digest(self.config, *RENDER_FIELDS)
+        forced = self.store.get_meta("normalize_digest") not in (None, normalize_digest)
+        if self.store.get_meta("render_digest") != render_digest:
+            with self.store.transaction():
+                self.store.mark_all_dirty()
+                self.store.set_meta("render_digest", render_digest)
+        return forced
+
+    # -- scanning --------------------------------------------------------------------------
+
+    def scan(self) -> ScanDiff:
+        known = {} if self.forced else self.store.file_index()
+        current = walk(self.config.articles, self.accept, self.config.input.follow_symlinks)
+        result = diff(current, known)
+        if self.forced:
+            stale = set(self.store.file_index()) - {s.path for s in result.changed}
+            result = ScanDiff(result.changed, tuple(sorted(stale)), 0, result.seen)
+        return result
+
+    # -- processing ------------------------------------------------------------------------
+
+    def process(self, paths: Sequence[str]) -> Iterator[Processed]:
+        if self.workers <= 1 or len(paths) < PARALLEL_THRESHOLD:
+            for path in paths:
+                yield process_file(path, self.rules, self.config.input.max_file_bytes)
+            return
+        with self._pool() as pool:
+            yield from pool.map(_process_in_worker, paths, chunksize=64)
+
+    def _pool(self) -> Executor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=get_context("forkserver"),
+            initializer=_init_worker,
+            initargs=(self.config,),
+        )
+
+    def ingest(
+        self,
+        changed: Sequence[str],
+        gone: Sequence[str] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> BatchReport:
+        """Process and store changed files, then forget gone ones. Chunked transactions."""
+        report = BatchReport()
+        chunk: list[Processed] = []
+        for processed in self.process(changed):
+            chunk.append(processed)
+            if len(chunk) >= CHUNK:
+                report.add(self.ingestor.apply(chunk, ()))
+                if progress:
+                    progress(len(chunk))
+                chunk = []
+        report.add(self.ingestor.apply(chunk, gone))
+        if progress and chunk:
+            progress(len(chunk))
+        return report
+
+    # -- whole runs ------------------------------------------------------------------------
+
+    def sync(self, progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> BuildReport:
+        """Scan every root, ingest what changed, render what became dirty."""
+        scan = self.scan()
+        progress = progress_factory(len(scan.changed)) if progress_factory else None
+        batch = self.ingest([s.path for s in scan.changed], scan.gone, progress)
+        batch.unchanged += scan.unchanged
+        batch.seen += scan.unchanged
+        self._after_full_scan()
+        return BuildReport(batch=batch, render=self.render(), scanned=scan.seen)
+
+    def _after_full_scan(self) -> None:
+        with self.store.transaction():
+            self.store.set_meta("normalize_digest", config_digest(self.config, *NORMALIZE_FIELDS))
+            self.store.set_meta("initialized", "1")
+        self.forced = False
+
+    def render(self) -> RenderReport:
+        return render_feeds(self.store, self.config)
+
+    @property
+    def backfilling(self) -> bool:
+        """True until the first full scan of the archive has been stored."""
+        return self.store.get_meta("initialized") is None
+

@@ -1,0 +1,565 @@
+"""The SQLite store: every SQL statement of the project lives here.
+
+Contract (the same for any later backend): all datetimes are aware UTC, stored as Unix
+seconds; writes happen inside ``transaction()`` (one writer); a crash at any point leaves the
+database as it was at the last commit (WAL journal). Rows come back as ``feeds.model`` types
+or the small row classes below, never as driver rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feeds.errors import StoreError
+from feeds.model import FeedItem, FeedKey, TopicMatch
+from feeds.store.codec import decode_article
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE items (
+        id TEXT PRIMARY KEY,
+        rep_path TEXT,
+        fingerprint TEXT NOT NULL,
+        published INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        source_slug TEXT NOT NULL,
+        title TEXT NOT NULL,
+        link TEXT,
+        first_seen INTEGER NOT NULL,
+        removed_at INTEGER
+    );
+    CREATE INDEX items_live ON items (published DESC, id) WHERE removed_at IS NULL;
+    CREATE TABLE files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        present INTEGER NOT NULL DEFAULT 1,
+        item_id TEXT NOT NULL REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED,
+        fingerprint TEXT NOT NULL,
+        body_key TEXT,
+        quality INTEGER NOT NULL,
+        source_slug TEXT NOT NULL,
+        source_name TEXT NOT NULL,
+        published INTEGER NOT NULL,
+        article BLOB NOT NULL
+    );
+    CREATE INDEX files_item ON files (item_id);
+    CREATE INDEX files_source ON files (source_slug, published DESC);
+    CREATE TABLE fingerprints (fp TEXT PRIMARY KEY, item_id TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE body_keys (key TEXT PRIMARY KEY, item_id TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE item_topics (
+        item_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        word TEXT NOT NULL,
+        field TEXT NOT NULL,
+        PRIMARY KEY (item_id, topic)
+    ) WITHOUT ROWID;
+    CREATE INDEX item_topics_topic ON item_topics (topic);
+    CREATE TABLE sources (slug TEXT PRIMARY KEY, name TEXT NOT NULL);
+    CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        dirty INTEGER NOT NULL DEFAULT 1,
+        digest TEXT
+    );
+    CREATE TABLE file_errors (
+        path TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1
+    );
+    """,
+)
+
+
+def to_ts(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def from_ts(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    path: str
+    size: int
+    mtime_ns: int
+    present: bool
+    item_id: str
+    fingerprint: str
+    quality: int
+    source_slug: str
+    source_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    id: str
+    rep_path: str | None
+    fingerprint: str
+    published: datetime
+    updated: datetime
+    source_slug: str
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    path: str
+    reason: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemListing:
+    id: str
+    title: str
+    link: str | None
+    published: datetime
+    updated: datetime
+    source: str
+    topics: tuple[str, ...]
+    paths: tuple[str, ...]
+    removed: bool
+
+
+class SQLiteStore:
+    """One connection, guarded by a lock: one writer, short reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path} has schema {version}, newer than this program")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number};")
+            self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot start a transaction: {exc}") from exc
+            try:
+                yield
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"state database error: {exc}") from exc
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"commit failed: {exc}") from exc
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> tuple[object, ...] | None:
+        with self._lock:
+            row: tuple[object, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _run(self, sql: str, args: Sequence[object] = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- files -----------------------------------------------------------------------------
+
+    def file_index(self) -> dict[str, tuple[int, int]]:
+        """``{path: (size, mtime_ns)}`` of every file read before, rejected ones included."""
+        rows = self._all(
+            "SELECT path, size, mtime_ns FROM files WHERE present = 1 "
+            "UNION ALL SELECT path, size, mtime_ns FROM file_errors"
+        )
+        return {str(p): (int(s), int(m)) for p, s, m in rows}  # type: ignore[call-overload]
+
+    def file(self, path: str) -> FileRow | None:
+        row = self._one(
+            "SELECT path, size, mtime_ns, present, item_id, fingerprint, quality, source_slug, "
+            "source_name FROM files WHERE path = ?",
+            (path,),
+        )
+        return FileRow(*row) if row else None  # type: ignore[arg-type]
+
+    def put_file(
+        self,
+        row: FileRow,
+        *,
+        body_key: str | None,
+        published: datetime,
+        article: bytes,
+    ) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO files (path, size, mtime_ns, present, item_id, fingerprint, "
+            "body_key, quality, source_slug, source_name, published, article) "
+            "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.path,
+                row.size,
+                row.mtime_ns,
+                row.item_id,
+                row.fingerprint,
+                body_key,
+                row.quality,
+                row.source_slug,
+                row.source_name,
+                to_ts(published),
+                article,
+            ),
+        )
+        self._run(
+            "INSERT INTO sources (slug, name) VALUES (?, ?) "
+            "ON CONFLICT (slug) DO UPDATE SET name = excluded.name",
+            (row.source_slug, row.source_name),
+        )
+
+    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+        self._run(
+            "UPDATE files SET size = ?, mtime_ns = ?, present = 1 WHERE path = ?",
+            (size, mtime_ns, path),
+        )
+
+    def delete_file(self, path: str) -> None:
+        self._run("DELETE FROM files WHERE path = ?", (path,))
+
+    def tombstone_file(self, path: str) -> None:
+        self._run("UPDATE files SET present = 0 WHERE path = ?", (path,))
+
+    def members(self, item_id: str) -> list[FileRow]:
+        rows = self._all(
+            "SELECT path, size, mtime_ns, present, item_id, fingerprint, quality, source_slug, "
+            "source_name FROM files WHERE item_id = ? ORDER BY path",
+            (item_id,),
+        )
+        return [FileRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    def file_article(self, path: str) -> bytes | None:
+        row = self._one("SELECT article FROM files WHERE path = ?", (path,))
+        return bytes(row[0]) if row else None  # type: ignore[arg-type]
+
+    # -- items -----------------------------------------------------------------------------
+
+    def item(self, item_id: str) -> ItemRow | None:
+        row = self._one(
+            "SELECT id, rep_path, fingerprint, published, updated, source_slug, "
+            "removed_at IS NOT NULL FROM items WHERE id = ?",
+            (item_id,),
+        )
+        if row is None:
+            return None
+        id_, rep, fp, published, updated, slug, removed = row
+        return ItemRow(
+            str(id_),
+            None if rep is None else str(rep),
+            str(fp),
+            from_ts(int(published)),  # type: ignore[call-overload]
+            from_ts(int(updated)),  # type: ignore[call-overload]
+            str(slug),
+            bool(removed),
+        )
+
+    def save_item(
+        self,
+        item_id: str,
+        *,
+        rep_path: str,
+        fingerprint: str,
+        published: datetime,
+        updated: datetime,
+        source_slug: str,
+        title: str,
+        link: str | None,
+        first_seen: datetime,
+    ) -> None:
+        self._run(
+            "INSERT INTO items (id, rep_path, fingerprint, published, updated, source_slug, "
+            "title, link, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET rep_path = excluded.rep_path, "
+            "fingerprint = excluded.fingerprint, published = excluded.published, "
+            "updated = excluded.updated, source_slug = excluded.source_slug, "
+            "title = excluded.title, link = excluded.link, removed_at = NULL",
+            (
+                item_id,
+                rep_path,
+                fingerprint,
+                to_ts(published),
+                to_ts(updated),
+                source_slug,
+                title,
+                link,
+                to_ts(first_seen),
+            ),
+        )
+
+    def remove_item(self, item_id: str, at: datetime) -> None:
+        self._run(
+            "UPDATE items SET removed_at = ?, rep_path = NULL WHERE id = ? AND removed_at IS NULL",
+            (to_ts(at), item_id),
+        )
+
+    def owner_of_fingerprint(self, fp: str) -> str | None:
+        row = self._one("SELECT item_id FROM fingerprints WHERE fp = ?", (fp,))
+        return str(row[0]) if row else None
+
+    def owner_of_body_key(self, key: str) -> str | None:
+        row = self._one("SELECT item_id FROM body_keys WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
+    def remember_keys(self, item_id: str, fp: str, body_key: str | None) -> None:
+        self._run("INSERT OR IGNORE INTO fingerprints (fp, item_id) VALUES (?, ?)", (fp, item_id))
+        if body_key:
+            self._run(
+                "INSERT OR IGNORE INTO body_keys (key, item_id) VALUES (?, ?)", (body_key, item_id)
+            )
+
+    def count_items(self) -> int:
+        row = self._one("SELECT count(*) FROM items WHERE removed_at IS NULL")
+        return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+    def prune_removed(self, before: datetime) -> int:
+        """Forget items removed before ``before`` (their ids stay reserved via fingerprints)."""
+        ids = [str(r[0]) for r in self._all(
+            "SELECT id FROM items WHERE removed_at IS NOT NULL AND removed_at < ?",
+            (to_ts(before),),
+        )]
+        for item_id in ids:
+            self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
+            self._run("DELETE FROM files WHERE item_id = ?", (item_id,))
+        return self._run(
+            "DELETE FROM items WHERE removed_at IS NOT NULL AND removed_at < ?", (to_ts(before),)
+        )
+
+    # -- topics ----------------------------------------------------------------------------
+
+    def topics_of(self, item_id: str) -> list[TopicMatch]:
+        rows = self._all(
+            "SELECT topic, rule, word, field FROM item_topics WHERE item_id = ? ORDER BY topic",
+            (item_id,),
+        )
+        return [TopicMatch(*map(str, row)) for row in rows]
+
+    def set_topics(self, item_id: str, matches: Iterable[TopicMatch]) -> None:
+        self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO item_topics (item_id, topic, rule, word, field) VALUES (?, ?, ?, ?, ?)",
+                [(item_id, m.topic, m.rule, m.word, m.field) for m in matches],
+            )
+
+    # -- feeds -----------------------------------------------------------------------------
+
+    def mark_dirty(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO feeds (name, dirty) VALUES (?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET dirty = 1",
+                [(name,) for name in names],
+            )
+
+    def mark_all_dirty(self) -> None:
+        self._run("UPDATE feeds SET dirty = 1")
+
+    def feed_states(self) -> dict[str, tuple[bool, str | None]]:
+        rows = self._all("SELECT name, dirty, digest FROM feeds")
+        return {str(n): (bool(d), None if g is None else str(g)) for n, d, g in rows}
+
+    def mark_rendered(self, name: str, digest: str) -> None:
+        self._run(
+            "INSERT INTO feeds (name, dirty, digest) VALUES (?, 0, ?) "
+            "ON CONFLICT (name) DO UPDATE SET dirty = 0, digest = excluded.digest",
+            (name, digest),
+        )
+
+    def forget_feed(self, name: str) -> None:
+        self._run("DELETE FROM feeds WHERE name = ?", (name,))
+
+    def sources(self) -> dict[str, str]:
+        return {str(s): str(n) for s, n in self._all("SELECT slug, name FROM sources")}
+
+    def feed_counts(self) -> dict[str, int]:
+        counts = {"all": self.count_items()}
+        for slug, count in self._all(
+            "SELECT f.source_slug, count(DISTINCT f.item_id) FROM files f "
+            "JOIN items i ON i.id = f.item_id WHERE i.removed_at IS NULL GROUP BY f.source_slug"
+        ):
+            counts[f"source:{slug}"] = int(count)  # type: ignore[call-overload]
+        for topic, count in self._all(
+            "SELECT t.topic, count(*) FROM item_topics t JOIN items i ON i.id = t.item_id "
+            "WHERE i.removed_at IS NULL GROUP BY t.topic"
+        ):
+            counts[f"topic:{topic}"] = int(count)  # type: ignore[call-overload]
+        return counts
+
+    def feed_items(self, key: FeedKey, limit: int) -> list[FeedItem]:
+        """The newest ``limit`` items of a feed, newest first, ties broken by id."""
+        if key.kind == "source":
+            return self._source_items(key.slug, limit)
+        select = (
+            "SELECT i.id, i.updated, i.published, f.article FROM items i "
+            "JOIN files f ON f.path = i.rep_path "
+        )
+        if key.kind == "all":
+            rows = self._all(
+                select + "WHERE i.removed_at IS NULL ORDER BY i.published DESC, i.id LIMIT ?",
+                (limit,),
+            )
+        else:
+            rows = self._all(
+                select + "JOIN item_topics t ON t.item_id = i.id "
+                "WHERE t.topic = ? AND i.removed_at IS NULL "
+                "ORDER BY i.published DESC, i.id LIMIT ?",
+                (key.slug, limit),
+            )
+        return [self._feed_item(*row) for row in rows]  # type: ignore[arg-type]
+
+    def _source_items(self, slug: str, limit: int) -> list[FeedItem]:
+        rows = self._all(
+            "SELECT i.id, i.updated, f.published, f.article FROM files f "
+            "JOIN items i ON i.id = f.item_id WHERE f.source_slug = ? AND i.removed_at IS NULL "
+            "ORDER BY f.published DESC, i.id, f.quality DESC, f.present DESC, f.path",
+            (slug,),
+        )
+        seen: set[str] = set()
+        items: list[FeedItem] = []
+        for row in rows:
+            if str(row[0]) in seen:
+                continue
+            seen.add(str(row[0]))
+            items.append(self._feed_item(*row))  # type: ignore[arg-type]
+            if len(items) >= limit:
+                break
+        return items
+
+    def _feed_item(self, item_id: str, updated: int, published: int, blob: bytes) -> FeedItem:
+        article = decode_article(blob)
+        sources = tuple(
+            (str(s), str(n))
+            for s, n in self._all(
+                "SELECT DISTINCT source_slug, source_name FROM files WHERE item_id = ? "
+                "ORDER BY source_slug",
+                (item_id,),
+            )
+        )
+        return FeedItem(
+            id=item_id,
+            title=article.title,
+            link=article.link,
+            published=from_ts(published),
+            updated=max(from_ts(updated), from_ts(published)),
+            source_name=article.source_name,
+            source_slug=article.source_slug,
+            categories=article.categories,
+            content_html=article.content_html,
+            summary=article.summary,
+            image=article.image,
+            language=article.language,
+            sources=sources,
+        )
+
+    # -- listings --------------------------------------------------------------------------
+
+    def iter_items(self, include_removed: bool = False) -> Iterator[ItemListing]:
+        where = "" if include_removed else "WHERE i.removed_at IS NULL"
+        rows = self._all(
+            "SELECT i.id, i.title, i.link, i.published, i.updated, i.source_slug, "
+            "i.removed_at IS NOT NULL, "
+            "(SELECT group_concat(topic, char(31)) FROM "
+            " (SELECT topic FROM item_topics WHERE item_id = i.id ORDER BY topic)), "
+            "(SELECT group_concat(path, char(31)) FROM "
+            " (SELECT path FROM files WHERE item_id = i.id ORDER BY path)) "
+            f"FROM items i {where} ORDER BY i.published DESC, i.id"
+        )
+        for id_, title, link, published, updated, source, removed, topics, paths in rows:
+            yield ItemListing(
+                id=str(id_),
+                title=str(title),
+                link=None if link is None else str(link),
+                published=from_ts(int(published)),  # type: ignore[call-overload]
+                updated=from_ts(int(updated)),  # type: ignore[call-overload]
+                source=str(source),
+                topics=tuple(str(topics).split("\x1f")) if topics else (),
+                paths=tuple(str(paths).split("\x1f")) if paths else (),
+                removed=bool(removed),
+            )
+
+    # -- rejected files --------------------------------------------------------------------
+
+    def record_error(self, path: str, reason: str, size: int, mtime_ns: int, at: datetime) -> bool:
+        """Remember a rejected file. True when this is news (new file or a new reason)."""
+        before = self._one("SELECT reason FROM file_errors WHERE path = ?", (path,))
+        self._run(
+            "INSERT INTO file_errors (path, reason, size, mtime_ns, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET reason = excluded.reason, "
+            "size = excluded.size, mtime_ns = excluded.mtime_ns, last_seen = excluded.last_seen, "
+            "count = count + 1",
+            (path, reason, size, mtime_ns, to_ts(at), to_ts(at)),
+        )
+        return before is None or before[0] != reason
+
+    def clear_error(self, path: str) -> None:
+        self._run("DELETE FROM file_errors WHERE path = ?", (path,))
+
+    def errors(self) -> list[ErrorRow]:
+        rows = self._all(
+            "SELECT path, reason, first_seen, last_seen, count FROM file_errors ORDER BY path"
+        )
+        return [
+            ErrorRow(str(p), str(r), from_ts(int(f)), from_ts(int(last)), int(c))  # type: ignore[call-overload]
+            for p, r, f, last, c in rows
+        ]

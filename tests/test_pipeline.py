@@ -1,0 +1,245 @@
+"""The build pipeline end to end on real files, a real SQLite file and real output files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from feeds.config import Config
+from feeds.store import open_store
+from tests.conftest import build, hexo_post, jekyll_post, write
+
+STORY = [
+    "北证50指数今日早盘震荡走高，盘中一度上涨2.3%，创出年内新高，北交所成交额明显放大。",
+    "分析人士认为，近期多只新股上市首日表现平稳，市场对创新型中小企业的关注度持续提升。",
+]
+OTHER = [
+    "人民银行今日开展100亿元7天期逆回购操作，中标利率持平，维护银行体系流动性合理充裕。",
+    "市场人士表示，月中缴税因素对流动性的扰动有限，资金面整体保持平稳运行态势不变。",
+]
+
+
+def output_files(config: Config) -> dict[str, tuple[bytes, int]]:
+    found = {}
+    for path in sorted(config.output.rglob("*")):
+        if path.is_file():
+            found[str(path.relative_to(config.output))] = (path.read_bytes(), path.stat().st_mtime_ns)
+    return found
+
+
+def entries(config: Config, relpath: str) -> list[feedparser.FeedParserDict]:
+    parsed = feedparser.parse((config.output / relpath).read_bytes())
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    return list(parsed.entries)
+
+
+def items(config: Config) -> list[dict[str, object]]:
+    store = open_store(config.state)
+    try:
+        return [vars_of(i) for i in store.iter_items()]
+    finally:
+        store.close()
+
+
+def vars_of(item: object) -> dict[str, object]:
+    return {name: getattr(item, name) for name in item.__slots__}  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+def test_build_writes_every_feed_and_reads_back(config: Config, articles: Path) -> None:
+    write(articles / "a" / "北证.md", hexo_post("北证50指数创年内新高", STORY))
+    write(articles / "b" / "2024-05-17-1.md", jekyll_post("央行开展逆回购操作", OTHER))
+    report = build(config)
+    assert report.batch.new == 2
+    expected = {
+        "all.rss", "all.atom", "index.html", "feeds.opml",
+        "sources/zhengquanshibaowang.rss", "sources/zhengquanshibaowang.atom",
+        "sources/dongfangcaifuwang.rss", "sources/dongfangcaifuwang.atom",
+        "topics/beijiaosuo.rss", "topics/beijiaosuo.atom",
+        "topics/xinsanban.rss", "topics/zhuanjingtexin.atom",
+    }  # fmt: skip
+    assert expected <= set(output_files(config))
+    assert [e.title for e in entries(config, "topics/beijiaosuo.atom")] == ["北证50指数创年内新高"]
+    assert entries(config, "topics/xinsanban.rss") == []
+    assert len(entries(config, "all.rss")) == 2
+
+
+def test_second_build_touches_nothing(config: Config, articles: Path) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    before = output_files(config)
+    report = build(config)
+    assert report.render.written == []
+    assert output_files(config) == before
+
+
+def test_rewrite_with_same_content_changes_nothing(config: Config, articles: Path) -> None:
+    path = write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY), mtime=1_700_000_000)
+    build(config)
+    before, ids = output_files(config), [i["id"] for i in items(config)]
+    # same content, new mtime and even a new date: still the same story
+    newer = hexo_post("北证50指数创年内新高", STORY, date="Wed, 15 May 2024 09:00:00 GMT")
+    write(path, newer, mtime=1_800_000_000)
+    report = build(config)
+    assert report.batch.unchanged == 1 and report.batch.updated == 0
+    assert output_files(config) == before
+    assert [i["id"] for i in items(config)] == ids
+
+
+def test_same_story_in_two_dialects_is_one_item(config: Config, articles: Path) -> None:
+    write(articles / "hexo" / "北证.md", hexo_post("北证50指数创年内新高", STORY))
+    write(articles / "jekyll" / "2024-05-14-9.md", jekyll_post("北证50指数创年内新高", STORY))
+    report = build(config)
+    assert report.batch.new == 1 and report.batch.merged == 1
+    (item,) = items(config)
+    assert len(item["paths"]) == 2  # type: ignore[arg-type]
+    assert len(entries(config, "all.atom")) == 1
+    # each outlet's feed still lists the story
+    assert len(entries(config, "sources/zhengquanshibaowang.rss")) == 1
+    assert len(entries(config, "sources/dongfangcaifuwang.rss")) == 1
+    guids = {entries(config, f)[0].id for f in ("all.rss", "sources/zhengquanshibaowang.rss")}
+    assert len(guids) == 1
+
+
+def test_edited_story_is_updated_not_duplicated(config: Config, articles: Path) -> None:
+    path = write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY), mtime=1_700_000_000)
+    build(config)
+    (first,) = entries(config, "all.atom")
+    edited = hexo_post("北证50指数创年内新高", [*STORY[:1], "更正：成交额约为41亿元。"])
+    write(path, edited, mtime=1_700_000_600)
+    report = build(config)
+    assert report.batch.updated == 1 and report.batch.new == 0
+    (second,) = entries(config, "all.atom")
+    assert second.id == first.id
+    assert second.updated_parsed > first.updated_parsed
+    assert "更正" in second.content[0].value
+
+
+def test_title_edit_in_a_new_file_updates_the_same_item(config: Config, articles: Path) -> None:
+    write(articles / "v1.md", hexo_post("北证50指数创年内新高！", STORY), mtime=1_700_000_000)
+    build(config)
+    os.remove(articles / "v1.md")
+    write(articles / "v2.md", hexo_post("北证50指数创年内新高：成交放大", STORY), mtime=1_700_000_900)
+    report = build(config)
+    assert report.batch.new == 0
+    (item,) = items(config)
+    assert item["title"] == "北证50指数创年内新高：成交放大"
+
+
+def test_deleted_file_leaves_the_feeds(config: Config, articles: Path) -> None:
+    keep = write(articles / "keep.md", hexo_post("央行开展逆回购操作", OTHER))
+    gone = write(articles / "gone.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    gone.unlink()
+    report = build(config)
+    assert report.batch.removed == 1
+    assert [e.title for e in entries(config, "all.rss")] == ["央行开展逆回购操作"]
+    assert entries(config, "topics/beijiaosuo.rss") == []
+    assert keep.exists()
+
+
+def test_keep_deleted_keeps_items(make_config: Callable[..., Config], articles: Path) -> None:
+    config = make_config(feed={"keep_deleted": True})
+    gone = write(articles / "gone.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    gone.unlink()
+    build(config)
+    assert [e.title for e in entries(config, "all.rss")] == ["北证50指数创年内新高"]
+
+
+def test_moved_file_keeps_its_id(config: Config, articles: Path) -> None:
+    path = write(articles / "_posts" / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    (before,) = items(config)
+    (articles / "old_post").mkdir()
+    shutil.move(path, articles / "old_post" / "a.md")
+    report = build(config)
+    (after,) = items(config)
+    assert after["id"] == before["id"]
+    assert after["paths"] == (str(articles / "old_post" / "a.md"),)
+    assert report.batch.new == 0 and report.batch.removed == 0
+
+
+def test_deleted_then_restored_file_gets_its_old_id_back(config: Config, articles: Path) -> None:
+    path = write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    (before,) = items(config)
+    text = path.read_text("utf-8")
+    path.unlink()
+    build(config)
+    assert items(config) == []
+    write(articles / "elsewhere.md", text)
+    build(config)
+    (after,) = items(config)
+    assert after["id"] == before["id"]
+
+
+def test_broken_file_is_reported_and_others_survive(config: Config, articles: Path) -> None:
+    write(articles / "good.md", hexo_post("央行开展逆回购操作", OTHER))
+    write(articles / "bad.md", "---\ntitle: [unclosed\n---\n正文")
+    write(articles / "empty.md", "")
+    report = build(config)
+    assert report.batch.new == 1
+    rejected = dict(report.batch.rejected)
+    assert set(rejected) == {str(articles / "bad.md"), str(articles / "empty.md")}
+    assert "bad YAML" in rejected[str(articles / "bad.md")]
+    # a rejected file is not re-read (or re-reported) until it changes
+    assert build(config).batch.rejected == []
+    write(articles / "bad.md", hexo_post("北证50指数创年内新高", STORY))
+    again = build(config)
+    assert again.batch.new == 1 and again.batch.rejected == []
+
+
+def test_feed_limit_keeps_newest(make_config: Callable[..., Config], articles: Path) -> None:
+    config = make_config(feed={"limit": 3})
+    for day in range(1, 7):
+        text = hexo_post(f"第{day}天的消息", [f"这是五月{day}日发布的第{day}条测试消息，内容各不相同。"],
+                         date=f"Wed, 0{day} May 2024 08:00:00 +0800")  # fmt: skip
+        write(articles / f"{day}.md", text)
+    build(config)
+    assert [e.title for e in entries(config, "all.rss")] == ["第6天的消息", "第5天的消息", "第4天的消息"]
+
+
+def test_topic_removed_from_config_removes_its_feed(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(make_config())
+    config = make_config(topics=[{"name": "北交所", "slug": "beijiaosuo", "keywords": ["北交所"]}])
+    report = build(config)
+    assert "topics/xinsanban.rss" in report.render.removed
+    assert not (config.output / "topics" / "xinsanban.rss").exists()
+    assert (config.output / "topics" / "beijiaosuo.rss").exists()
+
+
+def test_base_url_change_rewrites_feeds(make_config: Callable[..., Config], articles: Path) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(make_config())
+    config = make_config(base_url="https://news.example.net/feeds/")
+    build(config)
+    assert b"https://news.example.net/feeds/all.rss" in (config.output / "all.rss").read_bytes()
+
+
+def test_parallel_and_serial_builds_write_the_same_bytes(
+    make_config: Callable[..., Config], tmp_path: Path, articles: Path
+) -> None:
+    for n in range(450):  # above the parallel threshold
+        paragraph = f"第{n}号测试消息：某公司公告称，第{n}期项目进展顺利，北交所相关业务稳步推进。"
+        write(articles / f"{n}.md", jekyll_post(f"测试消息{n}", [paragraph],
+              date=f"2024-05-14 10:{n % 60:02d}:00 +0800", link=None), mtime=1_700_000_000)  # fmt: skip
+    serial = make_config()
+    parallel = make_config(output=str(tmp_path / "out2"), state=str(tmp_path / "state2.db"))
+    build(serial, workers=1)
+    build(parallel, workers=2)
+    assert {k: v[0] for k, v in output_files(serial).items()} == {
+        k: v[0] for k, v in output_files(parallel).items()
+    }
