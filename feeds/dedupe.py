@@ -16,14 +16,33 @@ import unicodedata
 
 from feeds.model import Article
 
-FINGERPRINT_VERSION = "1"
+FINGERPRINT_VERSION = "2"
 BODY_KEY_MIN_CHARS = 80
 _NOT_CONTENT = re.compile(r"[\s\u200b-\u200f\u2060\ufeff]+")
+_NOT_WORD = re.compile(r"[\W_]+")
+# Wire-copy boilerplate that differs between outlets carrying the same story (after NFKC):
+# a dateline ("证券时报网讯，", "中证网讯(记者某某)", "证券时报e公司讯，"), an "原标题" line,
+# and a closing attribution ("(澎湃新闻)", "来源：央视财经").
+_DATELINE = re.compile(r"^[^,。:!?()]{1,16}讯(\(记者[^)]{0,20}\))?[,:]?")
+_ORIGINAL_TITLE = re.compile(r"^原标题[:\s]")
+_ATTRIBUTION = re.compile(r"(\([^()]{1,16}\)|(文章)?来源:[^,。]{1,20})$")
 
 
 def canonical_text(text: str) -> str:
-    """NFKC, case-folded, with every kind of whitespace removed."""
-    return _NOT_CONTENT.sub("", unicodedata.normalize("NFKC", text)).casefold()
+    """NFKC, case-folded, whitespace and wire boilerplate removed: what makes a story itself."""
+    lines = [
+        _NOT_CONTENT.sub("", line)
+        for line in unicodedata.normalize("NFKC", text).casefold().splitlines()
+    ]
+    lines = [line for line in lines if line and not _ORIGINAL_TITLE.match(line)]
+    if lines:
+        lines[0] = _DATELINE.sub("", lines[0], count=1)
+        lines[-1] = _ATTRIBUTION.sub("", lines[-1])
+    return "".join(lines)
+
+
+def canonical_title(title: str) -> str:
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", title).casefold())
 
 
 def _digest(*parts: str) -> str:
@@ -32,7 +51,7 @@ def _digest(*parts: str) -> str:
 
 
 def fingerprint(article: Article) -> str:
-    title = "" if article.title_derived else canonical_text(article.title)
+    title = "" if article.title_derived else canonical_title(article.title)
     return _digest("fp", FINGERPRINT_VERSION, title, canonical_text(article.text))
 
 

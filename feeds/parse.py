@@ -156,6 +156,8 @@ def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int)
     for escaped, plain in _HEXO_BRACES:
         text = text.replace(escaped, plain)
     meta, body, kind = split_front_matter(text, path)
+    if kind == "none":
+        raise ArticleError(path, "no front matter (not an article: posts start with --- or +++)")
     body = body.strip("\n")
     return RawArticle(
         path=path,

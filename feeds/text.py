@@ -17,7 +17,8 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 
 def fold(text: str) -> str:
     """Fold text for matching: NFKC, traditional -> simplified, case-folded."""
-    return _T2S.convert(unicodedata.normalize("NFKC", text)).casefold()
+    converted: str = _T2S.convert(unicodedata.normalize("NFKC", text))
+    return converted.casefold()
 
 
 def collapse_whitespace(text: str) -> str:

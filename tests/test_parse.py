@@ -60,10 +60,10 @@ def test_html_suffix_is_html(tmp_path: Path) -> None:
     assert raw.body_format == "html"
 
 
-def test_no_front_matter_is_a_body_only_article(tmp_path: Path) -> None:
-    raw = parse_file(write(tmp_path / "a.txt", "只有正文，没有头信息。"), LIMIT)
-    assert raw.meta == {}
-    assert raw.front_matter == "none"
+def test_no_front_matter_is_not_an_article(tmp_path: Path) -> None:
+    # a README.md or notes file lying among the posts is reported, not published
+    with pytest.raises(ArticleError, match="no front matter"):
+        parse_file(write(tmp_path / "README.md", "# 说明\n\n只有正文，没有头信息。"), LIMIT)
 
 
 @pytest.mark.parametrize(

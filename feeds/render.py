@@ -1,0 +1,331 @@
+"""Render feeds (RSS 2.0, Atom 1.0), the OPML subscription list and the HTML index.
+
+Pure functions: data in, bytes out. Nothing here reads the clock or touches files, so the
+same input always gives the same bytes (readers and conditional GETs rely on that).
+
+Stable URL scheme, relative to ``Site.base_url`` (never change it):
+``all.rss``/``all.atom``, ``sources/<slug>.rss|.atom``, ``topics/<slug>.rss|.atom``,
+``feeds.opml`` and ``index.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+from xml.etree import ElementTree as ET
+
+from feedgen.feed import FeedGenerator
+from lxml import etree  # type: ignore[import-untyped]
+
+from feeds.model import FeedItem, FeedKey, FeedKind, FeedMeta, Site
+from feeds.text import xml_safe
+
+GENERATOR: Final = "feeds"
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+INDEX_PATH: Final = "index.html"
+OPML_PATH: Final = "feeds.opml"
+UNTITLED: Final = "无标题"
+MEDIA_TYPES: Final = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+KIND_ORDER: Final[tuple[FeedKind, ...]] = ("all", "source", "topic")
+KIND_LABELS: Final[dict[FeedKind, str]] = {"all": "全部", "source": "来源", "topic": "主题"}
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+# --- URLs and ids -----------------------------------------------------------------------------
+
+
+def feed_url(key: FeedKey, fmt: str, site: Site) -> str:
+    """Absolute URL of one feed in one format ("rss" or "atom")."""
+    if fmt not in MEDIA_TYPES:
+        raise ValueError(f"unknown feed format: {fmt!r}")
+    return site.url(f"{key.path_stem}.{fmt}")
+
+
+def item_guid(item_id: str) -> str:
+    """``urn:uuid:`` form of a 32-hex item id (RSS guid and Atom id of the item)."""
+    hex_id = item_id.lower()
+    if not _HEX32.fullmatch(hex_id):
+        raise ValueError(f"item id is not 32 hex digits: {item_id!r}")
+    parts = (hex_id[:8], hex_id[8:12], hex_id[12:16], hex_id[16:20], hex_id[20:])
+    return "urn:uuid:" + "-".join(parts)
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime in feed data: {moment!r}")
+    return moment.astimezone(UTC)
+
+
+def _ordered(items: Iterable[FeedItem]) -> list[FeedItem]:
+    """Newest first, ties broken by id; a repeated id keeps only its first occurrence."""
+    ranked = sorted(items, key=lambda item: (-_utc(item.published).timestamp(), item.id.lower()))
+    seen: set[str] = set()
+    unique: list[FeedItem] = []
+    for item in ranked:
+        if item.id.lower() not in seen:  # one guid per item: readers hide repeated ones
+            seen.add(item.id.lower())
+            unique.append(item)
+    return unique
+
+
+def _last_change(items: Sequence[FeedItem]) -> datetime | None:
+    """When the feed last changed: the latest item ``updated`` (or ``published``, should an
+    item claim an update before its publication); None for an empty feed."""
+    moments = (max(_utc(item.updated), _utc(item.published)) for item in items)
+    return max(moments, default=None)
+
+
+def _title(item: FeedItem) -> str:
+    return xml_safe(item.title).strip() or UNTITLED
+
+
+def _categories(item: FeedItem) -> list[dict[str, str]]:
+    terms = (xml_safe(term).strip() for term in item.categories)
+    return [{"term": term} for term in dict.fromkeys(terms) if term]
+
+
+def _describe(meta: FeedMeta, site: Site) -> str:
+    return xml_safe(meta.description).strip() or xml_safe(site.description).strip() or _name(meta)
+
+
+def _name(meta: FeedMeta) -> str:
+    return xml_safe(meta.title).strip() or meta.key.name
+
+
+def _base_generator(meta: FeedMeta, site: Site, fmt: str) -> Any:
+    fg = FeedGenerator()
+    fg.title(_name(meta))
+    fg.language(xml_safe(site.language))
+    fg.generator(GENERATOR)
+    fg.link(href=feed_url(meta.key, fmt, site), rel="self", type=MEDIA_TYPES[fmt])
+    fg.link(href=site.url(INDEX_PATH), rel="alternate", type="text/html")
+    return fg
+
+
+# --- RSS 2.0 ----------------------------------------------------------------------------------
+
+
+def render_rss(meta: FeedMeta, items: Sequence[FeedItem], site: Site) -> bytes:
+    """RSS 2.0 with content:encoded, dc:creator and media:thumbnail."""
+    ordered = _ordered(items)
+    fg = _base_generator(meta, site, "rss")
+    fg.description(_describe(meta, site))
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.load_extension("media", atom=False, rss=True)
+    changed = _last_change(ordered)
+    if changed is not None:
+        fg.lastBuildDate(changed)
+        fg.pubDate(changed)
+    for item in ordered:
+        _add_rss_item(fg, item)
+    data: bytes = fg.rss_str(pretty=True)
+    # feedgen always writes lastBuildDate (default: now); an empty feed must not carry one.
+    return data if changed is not None else _drop_channel_child(data, "lastBuildDate")
+
+
+def _add_rss_item(fg: Any, item: FeedItem) -> None:
+    entry = fg.add_entry(order="append")
+    entry.guid(item_guid(item.id), permalink=False)
+    entry.title(_title(item))
+    if item.link:
+        entry.link(href=xml_safe(item.link), rel="alternate")
+    entry.published(_utc(item.published))
+    entry.updated(_utc(item.updated))
+    summary = xml_safe(item.summary).strip()
+    content = xml_safe(item.content_html).strip()
+    if summary:
+        # <description> carries HTML in practice; escape the plain-text summary for it.
+        entry.description(html.escape(summary, quote=False))
+    if content:
+        entry.content(content)
+    if not summary and not content:
+        entry.description(html.escape(_title(item), quote=False))
+    source = xml_safe(item.source_name).strip()
+    if source:
+        entry.dc.dc_creator(source)
+    categories = _categories(item)
+    if categories:
+        entry.category(categories)
+    if item.image:
+        entry.media.thumbnail({"url": xml_safe(item.image)}, group=None)
+
+
+def _drop_channel_child(data: bytes, tag: str) -> bytes:
+    parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    root = etree.fromstring(data, parser)
+    for element in root.findall(f"channel/{tag}"):
+        element.getparent().remove(element)
+    serialized: bytes = etree.tostring(
+        root, pretty_print=True, encoding="UTF-8", xml_declaration=True
+    )
+    return serialized
+
+
+# --- Atom 1.0 ---------------------------------------------------------------------------------
+
+
+def render_atom(meta: FeedMeta, items: Sequence[FeedItem], site: Site) -> bytes:
+    """Atom 1.0; the feed id is its own URL, entry ids are ``item_guid`` URNs."""
+    ordered = _ordered(items)
+    fg = _base_generator(meta, site, "atom")
+    fg.id(feed_url(meta.key, "atom", site))
+    fg.subtitle(_describe(meta, site))
+    fg.author({"name": xml_safe(site.author).strip() or GENERATOR})
+    fg.updated(_last_change(ordered) or EPOCH)
+    fg.load_extension("media", atom=True, rss=False)
+    for item in ordered:
+        _add_atom_entry(fg, item)
+    data: bytes = fg.atom_str(pretty=True)
+    return data
+
+
+def _add_atom_entry(fg: Any, item: FeedItem) -> None:
+    entry = fg.add_entry(order="append")
+    entry.id(item_guid(item.id))
+    entry.title(_title(item))
+    entry.updated(_utc(item.updated))
+    entry.published(_utc(item.published))
+    source = xml_safe(item.source_name).strip()
+    if source:
+        entry.author({"name": source})
+    summary = xml_safe(item.summary).strip()
+    content = xml_safe(item.content_html).strip()
+    if summary:
+        entry.summary(summary)
+    entry.content(content or html.escape(summary or _title(item), quote=False), type="html")
+    if item.link:
+        entry.link(href=xml_safe(item.link), rel="alternate", type="text/html")
+    categories = _categories(item)
+    if categories:
+        entry.category(categories)
+    if item.image:
+        entry.media.thumbnail({"url": xml_safe(item.image)}, group=None)
+
+
+# --- OPML 2.0 ---------------------------------------------------------------------------------
+
+
+def _grouped(feeds: Iterable[FeedMeta]) -> list[tuple[FeedKind, list[FeedMeta]]]:
+    """Feeds by kind (all, sources, topics), caller order kept inside a kind, keys unique."""
+    unique: dict[FeedKey, FeedMeta] = {}
+    for meta in feeds:
+        unique.setdefault(meta.key, meta)
+    groups = [
+        (kind, [meta for meta in unique.values() if meta.key.kind == kind]) for kind in KIND_ORDER
+    ]
+    return [(kind, metas) for kind, metas in groups if metas]
+
+
+def render_opml(feeds: Sequence[FeedMeta], site: Site) -> bytes:
+    """OPML 2.0 subscription list: the ``all`` feed, then 来源 and 主题 folders (RSS URLs)."""
+    root = ET.Element("opml", version="2.0")
+    head = ET.SubElement(root, "head")
+    ET.SubElement(head, "title").text = xml_safe(site.title)
+    ET.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
+    body = ET.SubElement(root, "body")
+    for kind, metas in _grouped(feeds):
+        parent = body if kind == "all" else ET.SubElement(body, "outline", text=KIND_LABELS[kind])
+        for meta in metas:
+            _add_outline(parent, meta, site)
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return data + b"\n"
+
+
+def _add_outline(parent: ET.Element, meta: FeedMeta, site: Site) -> None:
+    name = _name(meta)
+    ET.SubElement(
+        parent,
+        "outline",
+        type="rss",
+        version="RSS2",
+        text=name,
+        title=name,
+        description=_describe(meta, site),
+        xmlUrl=feed_url(meta.key, "rss", site),
+        htmlUrl=site.url(INDEX_PATH),
+    )
+
+
+# --- HTML index -------------------------------------------------------------------------------
+
+_STYLE: Final = (
+    "body{font-family:system-ui,sans-serif;max-width:56rem;margin:2rem auto;padding:0 1rem}"
+    "table{border-collapse:collapse;width:100%}"
+    "th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left}"
+    "td.count{text-align:right;font-variant-numeric:tabular-nums}"
+    "tbody th{background:#f4f4f4}"
+)
+
+
+def _esc(text: str) -> str:
+    return html.escape(xml_safe(text), quote=True)
+
+
+def render_index(feeds: Sequence[FeedMeta], site: Site) -> bytes:
+    """A small static HTML5 page listing every feed, with autodiscovery links; no scripts."""
+    groups = _grouped(feeds)
+    metas = [meta for _, group in groups for meta in group]
+    lines = [
+        "<!DOCTYPE html>",
+        f'<html lang="{_esc(site.language)}">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(site.title)}</title>",
+        *(link for meta in metas for link in _discovery_links(meta, site)),
+        f'<link rel="alternate" type="text/x-opml" title="OPML" href="{_esc(_opml_url(site))}">',
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_esc(site.title)}</h1>",
+        f"<p>{_esc(site.description)}</p>",
+        f'<p>全部订阅（OPML）：<a href="{_esc(_opml_url(site))}">{OPML_PATH}</a></p>',
+        *_feed_table(groups, site),
+        "</body>",
+        "</html>",
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _opml_url(site: Site) -> str:
+    return site.url(OPML_PATH)
+
+
+def _discovery_links(meta: FeedMeta, site: Site) -> list[str]:
+    return [
+        f'<link rel="alternate" type="{MEDIA_TYPES[fmt]}" title="{_esc(_name(meta))} ({label})"'
+        f' href="{_esc(feed_url(meta.key, fmt, site))}">'
+        for fmt, label in (("rss", "RSS"), ("atom", "Atom"))
+    ]
+
+
+def _feed_table(groups: list[tuple[FeedKind, list[FeedMeta]]], site: Site) -> list[str]:
+    lines = [
+        "<table>",
+        "<thead><tr><th>订阅</th><th>条目</th><th>RSS</th><th>Atom</th></tr></thead>",
+    ]
+    for kind, metas in groups:
+        lines.append("<tbody>")
+        lines.append(f'<tr><th colspan="4" scope="rowgroup">{KIND_LABELS[kind]}</th></tr>')
+        lines.extend(_feed_row(meta, site) for meta in metas)
+        lines.append("</tbody>")
+    lines.append("</table>")
+    return lines
+
+
+def _feed_row(meta: FeedMeta, site: Site) -> str:
+    cells = [
+        f'<td title="{_esc(_describe(meta, site))}">{_esc(_name(meta))}</td>',
+        f'<td class="count">{max(meta.count, 0)}</td>',
+        f'<td><a href="{_esc(feed_url(meta.key, "rss", site))}">RSS</a></td>',
+        f'<td><a href="{_esc(feed_url(meta.key, "atom", site))}">Atom</a></td>',
+    ]
+    return "<tr>" + "".join(cells) + "</tr>"
