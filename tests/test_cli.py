@@ -1,0 +1,123 @@
+"""The command line as a user runs it: exit codes, summaries, JSON listings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from feeds.cli import main
+from tests.conftest import ROOT, hexo_post, jekyll_post, write
+
+STORY = ["北交所今日发布新规，进一步优化发行上市审核流程，提高审核效率与透明度，支持创新型中小企业。"]
+
+
+def args_for(tmp_path: Path) -> list[str]:
+    return [
+        "--config", str(ROOT / "config" / "feeds.toml"),
+        "--articles", str(tmp_path / "articles"),
+        "--output", str(tmp_path / "out"),
+        "--state", str(tmp_path / "state.db"),
+    ]  # fmt: skip
+
+
+def test_build_prints_a_summary_and_lists_rejections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    write(tmp_path / "articles" / "bad.md", "---\ntitle: [\n---\nx")
+    assert main(["build", *args_for(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "items new 1" in out and "files rejected 1" in out and "feeds written" in out
+    assert f"rejected: {tmp_path / 'articles' / 'bad.md'}: bad YAML front matter" in err
+
+
+def test_items_json_has_the_documented_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    write(tmp_path / "articles" / "2024-05-14-1.md", jekyll_post("北交所发布新规", STORY))
+    main(["build", *args_for(tmp_path)])
+    capsys.readouterr()
+    assert main(["items", "--json", *args_for(tmp_path)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    item = json.loads(line)
+    assert set(item) >= {"id", "title", "link", "published", "source", "topics", "paths"}
+    assert item["published"].endswith("+00:00")
+    assert item["topics"] == ["beijiaosuo"]
+    assert len(item["paths"]) == 2
+    assert item["link"].startswith("http://finance.eastmoney.com/")
+
+
+def test_errors_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "articles" / "empty.md", "")
+    main(["build", *args_for(tmp_path)])
+    capsys.readouterr()
+    assert main(["errors", "--json", *args_for(tmp_path)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["reason"] == "empty file"
+
+
+def test_bad_config_exits_nonzero_naming_each_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(
+        tmp_path / "bad.toml",
+        'base_url = "not a url"\ntimezone = "Mars/Olympus"\n[feed]\nlimit = 0\n'
+        '[[topics]]\nname = "空"\n[server]\nprot = 1\n',
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    for key in ("base_url", "timezone", "feed.limit", "topics.0", "server.prot"):
+        assert key in err
+
+
+def test_missing_and_broken_config_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    broken = write(tmp_path / "broken.toml", "articles = [")
+    assert main(["build", "--config", str(broken)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_shipped_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(ROOT / "config" / "feeds.toml")]) == 0
+    assert "3 topics" in capsys.readouterr().out
+
+
+def test_unwritable_output_exits_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = write(tmp_path / "file-not-dir", "x")
+    args = args_for(tmp_path)
+    args[args.index("--output") + 1] = str(blocker / "out")
+    assert main(["build", *args]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not writable" in err[0]
+
+
+def test_environment_overrides_config(tmp_path: Path) -> None:
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    env = dict(os.environ, FEEDS_OUTPUT=str(tmp_path / "env-out"), FEEDS_FEED__LIMIT="7")
+    args = [a for a in args_for(tmp_path)]
+    del args[4:6]  # drop --output so the environment decides
+    result = subprocess.run(
+        [sys.executable, "-m", "feeds", "build", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "env-out" / "all.rss").exists()
+
+
+def test_readme_quickstart_config_builds_the_bundled_examples(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "feeds", "build", "--config", str(ROOT / "config" / "feeds.toml"),
+         "--output", str(tmp_path / "out"), "--state", str(tmp_path / "s.db")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "files rejected 1" in result.stdout  # the deliberately broken example
+    assert (tmp_path / "out" / "topics" / "beijiaosuo.atom").exists()
