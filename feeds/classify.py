@@ -112,7 +112,7 @@ def _match_topic(
     fields = [(name, folded[name]) for name in rule.fields]
     if any(word in text for word in topic.excluded for _, text in fields):
         return None
-    for word, original in topic.required:
+    for word, _ in topic.required:
         if not any(word in text for _, text in fields):
             return None
     reason = _first_reason(topic, fields)

@@ -62,7 +62,7 @@ def _progress_factory(stream: TextIO) -> Callable[[int], Callable[[int], None]] 
     def factory(total: int) -> Callable[[int], None]:
         if total < 500:
             return lambda n: None
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         bar = tqdm(total=total, unit="file", file=stream, leave=False)
 
@@ -129,7 +129,7 @@ def cmd_items(args: argparse.Namespace) -> int:
     with _store(config) as store:
         for item in store.iter_items(include_removed=args.all):
             if args.json:
-                record = {
+                record: dict[str, object] = {
                     "id": item.id,
                     "title": item.title,
                     "link": item.link,
@@ -144,7 +144,8 @@ def cmd_items(args: argparse.Namespace) -> int:
                 print(json.dumps(record, ensure_ascii=False))
             else:
                 topics = ",".join(item.topics) or "-"
-                print(f"{item.id}  {item.published:%Y-%m-%d %H:%M}Z  {item.source}  {topics}  {item.title}")
+                when = f"{item.published:%Y-%m-%d %H:%M}Z"
+                print(f"{item.id}  {when}  {item.source}  {topics}  {item.title}")
     return 0
 
 

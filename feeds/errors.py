@@ -1,10 +1,10 @@
 """The exception tree. Bad input is data (``ArticleError`` is recorded, never fatal).
 
-    FeedsError
-    ├── ConfigError            (feeds.config; a config that cannot be used)
-    ├── ArticleError(path, reason)   one file that cannot become an item
-    ├── StoreError             the state database failed (a batch stops and is retried)
-    └── OutputError            the output folder cannot be written
+FeedsError
+├── ConfigError            (feeds.config; a config that cannot be used)
+├── ArticleError(path, reason)   one file that cannot become an item
+├── StoreError             the state database failed (a batch stops and is retried)
+└── OutputError            the output folder cannot be written
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ class Ingestor:
 
     def _reject(self, stamp: FileStamp, error: ArticleError, report: BatchReport) -> None:
         report.rejected.append((error.path, error.reason))
-        if self.store.record_error(error.path, error.reason, stamp.size, stamp.mtime_ns, self.now()):
+        if self.store.record_error(
+            error.path, error.reason, stamp.size, stamp.mtime_ns, self.now()
+        ):
             log.warning("rejected %s: %s", error.path, error.reason)
 
     def _accept(self, stamp: FileStamp, article: Article, report: BatchReport) -> None:
@@ -108,7 +110,9 @@ class Ingestor:
             stamp.path, stamp.size, stamp.mtime_ns, True, item_id, fp, quality(article),
             article.source_slug, article.source_name,
         )  # fmt: skip
-        self.store.put_file(row, body_key=key, published=article.published, article=encode_article(article))
+        self.store.put_file(
+            row, body_key=key, published=article.published, article=encode_article(article)
+        )
         self.store.remember_keys(item_id, fp, key)
         if old is not None and old.item_id != item_id:
             self._refresh(old.item_id, report, content_changed=False)

@@ -1,4 +1,4 @@
-"""``RawArticle`` -> ``Article``: every field cleaned and typed. Pure: no I/O, rules are arguments."""
+"""``RawArticle`` -> ``Article``: every field cleaned and typed. Pure: no I/O; rules are args."""
 
 from __future__ import annotations
 

@@ -35,19 +35,21 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
 
 
-class _SafeYAMLHandler(YAMLHandler):  # type: ignore[misc]
+class _SafeYAMLHandler(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> Any:
-        risky = _ALIAS_OR_ANCHOR.search(fm) or fm.count("[") + fm.count("{") > MAX_FAST_FLOW_BRACKETS
+        risky = (
+            _ALIAS_OR_ANCHOR.search(fm) or fm.count("[") + fm.count("{") > MAX_FAST_FLOW_BRACKETS
+        )
         loader = _NoAliasLoader if risky else yaml.CSafeLoader
-        return yaml.load(fm, Loader=loader)  # noqa: S506 - both loaders are safe loaders
+        return yaml.load(fm, Loader=loader)
 
 
-class _TomlHandler(BaseHandler):  # type: ignore[misc]
+class _TomlHandler(BaseHandler):
     FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
     START_DELIMITER = END_DELIMITER = "+++"
 

@@ -21,8 +21,8 @@ from feeds.errors import ArticleError
 from feeds.ingest import BatchReport, EventSink, Ingestor, Processed
 from feeds.model import FileStamp
 from feeds.normalize import NormalizeRules, normalize
-from feeds.parse import parse_file
 from feeds.outputs import RenderReport, render_feeds
+from feeds.parse import parse_file
 from feeds.scan import ScanDiff, diff, make_filter, walk
 from feeds.store import Store
 
@@ -168,7 +168,9 @@ class Pipeline:
 
     # -- whole runs ------------------------------------------------------------------------
 
-    def sync(self, progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> BuildReport:
+    def sync(
+        self, progress_factory: Callable[[int], Callable[[int], None]] | None = None
+    ) -> BuildReport:
         """Scan every root, ingest what changed, render what became dirty."""
         scan = self.scan()
         progress = progress_factory(len(scan.changed)) if progress_factory else None
@@ -191,4 +193,3 @@ class Pipeline:
     def backfilling(self) -> bool:
         """True until the first full scan of the archive has been stored."""
         return self.store.get_meta("initialized") is None
-

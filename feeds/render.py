@@ -18,7 +18,7 @@ from typing import Any, Final
 from xml.etree import ElementTree as ET
 
 from feedgen.feed import FeedGenerator
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 from feeds.model import FeedItem, FeedKey, FeedKind, FeedMeta, Site
 from feeds.text import xml_safe

@@ -42,7 +42,8 @@ def hexo_post(
     body = "".join(f"<p>{p}</p>" for p in paragraphs)
     return (
         f"\n---\ntitle: '{title}'\ncategories: \n - 金融\n - {outlet}\n - {feed}\n"
-        f"author: {outlet}\ncomments: false\ndate: {date}\n---\n\n<div>   \n{body}\n{extra}\n</div>\n"
+        f"author: {outlet}\ncomments: false\ndate: {date}\n---\n\n"
+        f"<div>   \n{body}\n{extra}\n</div>\n"
     )
 
 

@@ -37,7 +37,9 @@ def test_gmt_correction_is_on_for_the_outlets_that_need_it() -> None:
 
 
 def test_slug_override_and_per_outlet_cleanup_merge() -> None:
-    rules = [SourceRule(name="示例财经", slug="shili", cleanup=CleanupRules(remove_selectors=(".ad",)))]
+    rules = [
+        SourceRule(name="示例财经", slug="shili", cleanup=CleanupRules(remove_selectors=(".ad",)))
+    ]
     resolver = SourceResolver(rules, CleanupRules(remove_selectors=("style",)))
     outlet = resolver.resolve("示例财经")
     assert outlet.slug == "shili"
@@ -48,7 +50,9 @@ def matcher(**rule: object) -> TopicMatcher:
     return TopicMatcher([TopicRule(name="北交所", **rule)])  # type: ignore[arg-type]
 
 
-def match(m: TopicMatcher, title: str = "", summary: str = "", content: str = "", source: str = "x") -> list[tuple[str, str, str, str]]:
+def match(
+    m: TopicMatcher, title: str = "", summary: str = "", content: str = "", source: str = "x"
+) -> list[tuple[str, str, str, str]]:
     found = m.match(title=title, summary=summary, content=content, source_slug=source)
     return [(t.topic, t.rule, t.word, t.field) for t in found]
 
@@ -61,7 +65,8 @@ def test_keyword_match_records_rule_word_and_field() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["北京證券交易所發佈新規", "北京证券交易所", "ＢＳＥ北证50", "bse news"],
+    "text",
+    ["北京證券交易所發佈新規", "北京证券交易所", "ＢＳＥ北证50", "bse news"],
     ids=["traditional", "simplified", "fullwidth", "casefold"],
 )
 def test_matching_folds_script_width_and_case(text: str) -> None:
@@ -87,4 +92,6 @@ def test_regex_rule() -> None:
 
 
 def test_default_slug_is_pinyin_of_the_name() -> None:
-    assert TopicMatcher([TopicRule(name="专精特新", keywords=["专精特新"])]).slugs == ("zhuanjingtexin",)
+    assert TopicMatcher([TopicRule(name="专精特新", keywords=["专精特新"])]).slugs == (
+        "zhuanjingtexin",
+    )

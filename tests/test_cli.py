@@ -13,7 +13,9 @@ import pytest
 from feeds.cli import main
 from tests.conftest import ROOT, hexo_post, jekyll_post, write
 
-STORY = ["北交所今日发布新规，进一步优化发行上市审核流程，提高审核效率与透明度，支持创新型中小企业。"]
+STORY = [
+    "北交所今日发布新规，进一步优化发行上市审核流程，提高审核效率与透明度，支持创新型中小企业。"
+]
 
 
 def args_for(tmp_path: Path) -> list[str]:
@@ -76,7 +78,9 @@ def test_bad_config_exits_nonzero_naming_each_key(
         assert key in err
 
 
-def test_missing_and_broken_config_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_and_broken_config_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["build", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "file not found" in capsys.readouterr().err
     broken = write(tmp_path / "broken.toml", "articles = [")
@@ -106,7 +110,11 @@ def test_environment_overrides_config(tmp_path: Path) -> None:
     args = [a for a in args_for(tmp_path)]
     del args[4:6]  # drop --output so the environment decides
     result = subprocess.run(
-        [sys.executable, "-m", "feeds", "build", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "feeds", "build", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "env-out" / "all.rss").exists()

@@ -78,9 +78,20 @@ def test_no_front_matter_is_not_an_article(tmp_path: Path) -> None:
         (b"+++\ntitle = \n+++\nbody", "bad TOML front matter"),
         (b"title \xff\x30\x30 tail", "undecodable"),
     ],
-    ids=["empty", "whitespace", "binary", "bad-yaml", "yaml-list", "unterminated", "bad-toml", "undecodable"],
+    ids=[
+        "empty",
+        "whitespace",
+        "binary",
+        "bad-yaml",
+        "yaml-list",
+        "unterminated",
+        "bad-toml",
+        "undecodable",
+    ],
 )
-def test_unusable_files_are_reported_with_a_reason(tmp_path: Path, content: bytes, reason: str) -> None:
+def test_unusable_files_are_reported_with_a_reason(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
     path = write(tmp_path / "bad.md", content)
     with pytest.raises(ArticleError) as caught:
         parse_file(path, LIMIT)

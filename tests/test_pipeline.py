@@ -28,7 +28,10 @@ def output_files(config: Config) -> dict[str, tuple[bytes, int]]:
     found = {}
     for path in sorted(config.output.rglob("*")):
         if path.is_file():
-            found[str(path.relative_to(config.output))] = (path.read_bytes(), path.stat().st_mtime_ns)
+            found[str(path.relative_to(config.output))] = (
+                path.read_bytes(),
+                path.stat().st_mtime_ns,
+            )
     return found
 
 
@@ -128,7 +131,9 @@ def test_title_edit_in_a_new_file_updates_the_same_item(config: Config, articles
     write(articles / "v1.md", hexo_post("北证50指数创年内新高！", STORY), mtime=1_700_000_000)
     build(config)
     os.remove(articles / "v1.md")
-    write(articles / "v2.md", hexo_post("北证50指数创年内新高：成交放大", STORY), mtime=1_700_000_900)
+    write(
+        articles / "v2.md", hexo_post("北证50指数创年内新高：成交放大", STORY), mtime=1_700_000_900
+    )
     report = build(config)
     assert report.batch.new == 0
     (item,) = items(config)
@@ -202,11 +207,16 @@ def test_broken_file_is_reported_and_others_survive(config: Config, articles: Pa
 def test_feed_limit_keeps_newest(make_config: Callable[..., Config], articles: Path) -> None:
     config = make_config(feed={"limit": 3})
     for day in range(1, 7):
-        text = hexo_post(f"第{day}天的消息", [f"这是五月{day}日发布的第{day}条测试消息，内容各不相同。"],
-                         date=f"Wed, 0{day} May 2024 08:00:00 +0800")  # fmt: skip
+        paragraph = f"这是五月{day}日发布的第{day}条测试消息，内容各不相同。"
+        date = f"Wed, 0{day} May 2024 08:00:00 +0800"
+        text = hexo_post(f"第{day}天的消息", [paragraph], date=date)
         write(articles / f"{day}.md", text)
     build(config)
-    assert [e.title for e in entries(config, "all.rss")] == ["第6天的消息", "第5天的消息", "第4天的消息"]
+    assert [e.title for e in entries(config, "all.rss")] == [
+        "第6天的消息",
+        "第5天的消息",
+        "第4天的消息",
+    ]
 
 
 def test_topic_removed_from_config_removes_its_feed(
@@ -234,8 +244,9 @@ def test_parallel_and_serial_builds_write_the_same_bytes(
 ) -> None:
     for n in range(450):  # above the parallel threshold
         paragraph = f"第{n}号测试消息：某公司公告称，第{n}期项目进展顺利，北交所相关业务稳步推进。"
-        write(articles / f"{n}.md", jekyll_post(f"测试消息{n}", [paragraph],
-              date=f"2024-05-14 10:{n % 60:02d}:00 +0800", link=None), mtime=1_700_000_000)  # fmt: skip
+        date = f"2024-05-14 10:{n % 60:02d}:00 +0800"
+        text = jekyll_post(f"测试消息{n}", [paragraph], date=date, link=None)
+        write(articles / f"{n}.md", text, mtime=1_700_000_000)
     serial = make_config()
     parallel = make_config(output=str(tmp_path / "out2"), state=str(tmp_path / "state2.db"))
     build(serial, workers=1)

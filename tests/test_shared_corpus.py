@@ -84,7 +84,9 @@ def corpus_duplicate_groups() -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def corpus_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, list[dict[str, object]]]:
+def corpus_build(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Config, list[dict[str, object]]]:
     corpus = shared_dir("corpus")
     work = tmp_path_factory.mktemp("corpus")
     args = ["--config", str(ROOT / "config" / "feeds.toml"), "--articles", str(corpus)]

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from feeds.errors import StoreError
 from feeds.model import FeedItem, FeedKey, TopicMatch
@@ -193,16 +194,22 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"commit failed: {exc}") from exc
 
+    def optimize(self) -> None:
+        """Housekeeping: refresh query statistics and fold the WAL back into the database."""
+        with self._lock:
+            self._db.execute("PRAGMA optimize")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
-    def _one(self, sql: str, args: Sequence[object] = ()) -> tuple[object, ...] | None:
+    # Rows are typed Any: the SQL right above each use says what they hold.
+    def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
         with self._lock:
-            row: tuple[object, ...] | None = self._db.execute(sql, args).fetchone()
-            return row
+            return self._db.execute(sql, args).fetchone()
 
-    def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+    def _all(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -227,7 +234,7 @@ class SQLiteStore:
             "SELECT path, size, mtime_ns FROM files WHERE present = 1 "
             "UNION ALL SELECT path, size, mtime_ns FROM file_errors"
         )
-        return {str(p): (int(s), int(m)) for p, s, m in rows}  # type: ignore[call-overload]
+        return {str(p): (int(s), int(m)) for p, s, m in rows}
 
     def file(self, path: str) -> FileRow | None:
         row = self._one(
@@ -235,7 +242,7 @@ class SQLiteStore:
             "source_name FROM files WHERE path = ?",
             (path,),
         )
-        return FileRow(*row) if row else None  # type: ignore[arg-type]
+        return FileRow(*row) if row else None
 
     def put_file(
         self,
@@ -287,11 +294,21 @@ class SQLiteStore:
             "source_name FROM files WHERE item_id = ? ORDER BY path",
             (item_id,),
         )
-        return [FileRow(*row) for row in rows]  # type: ignore[arg-type]
+        return [FileRow(*row) for row in rows]
+
+    def paths_under(self, folder: str) -> list[str]:
+        """Known file paths below ``folder`` (for a directory deleted or moved away)."""
+        prefix = folder.rstrip("/") + "/"
+        rows = self._all(
+            "SELECT path FROM files WHERE substr(path, 1, ?) = ? "
+            "UNION SELECT path FROM file_errors WHERE substr(path, 1, ?) = ?",
+            (len(prefix), prefix, len(prefix), prefix),
+        )
+        return sorted(str(r[0]) for r in rows)
 
     def file_article(self, path: str) -> bytes | None:
         row = self._one("SELECT article FROM files WHERE path = ?", (path,))
-        return bytes(row[0]) if row else None  # type: ignore[arg-type]
+        return bytes(row[0]) if row else None
 
     # -- items -----------------------------------------------------------------------------
 
@@ -308,8 +325,8 @@ class SQLiteStore:
             str(id_),
             None if rep is None else str(rep),
             str(fp),
-            from_ts(int(published)),  # type: ignore[call-overload]
-            from_ts(int(updated)),  # type: ignore[call-overload]
+            from_ts(int(published)),
+            from_ts(int(updated)),
             str(slug),
             bool(removed),
         )
@@ -370,14 +387,17 @@ class SQLiteStore:
 
     def count_items(self) -> int:
         row = self._one("SELECT count(*) FROM items WHERE removed_at IS NULL")
-        return int(row[0]) if row else 0  # type: ignore[call-overload]
+        return int(row[0]) if row else 0
 
     def prune_removed(self, before: datetime) -> int:
         """Forget items removed before ``before`` (their ids stay reserved via fingerprints)."""
-        ids = [str(r[0]) for r in self._all(
-            "SELECT id FROM items WHERE removed_at IS NOT NULL AND removed_at < ?",
-            (to_ts(before),),
-        )]
+        ids = [
+            str(r[0])
+            for r in self._all(
+                "SELECT id FROM items WHERE removed_at IS NOT NULL AND removed_at < ?",
+                (to_ts(before),),
+            )
+        ]
         for item_id in ids:
             self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
             self._run("DELETE FROM files WHERE item_id = ?", (item_id,))
@@ -398,7 +418,8 @@ class SQLiteStore:
         self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
         with self._lock:
             self._db.executemany(
-                "INSERT INTO item_topics (item_id, topic, rule, word, field) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO item_topics (item_id, topic, rule, word, field) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [(item_id, m.topic, m.rule, m.word, m.field) for m in matches],
             )
 
@@ -438,12 +459,12 @@ class SQLiteStore:
             "SELECT f.source_slug, count(DISTINCT f.item_id) FROM files f "
             "JOIN items i ON i.id = f.item_id WHERE i.removed_at IS NULL GROUP BY f.source_slug"
         ):
-            counts[f"source:{slug}"] = int(count)  # type: ignore[call-overload]
+            counts[f"source:{slug}"] = int(count)
         for topic, count in self._all(
             "SELECT t.topic, count(*) FROM item_topics t JOIN items i ON i.id = t.item_id "
             "WHERE i.removed_at IS NULL GROUP BY t.topic"
         ):
-            counts[f"topic:{topic}"] = int(count)  # type: ignore[call-overload]
+            counts[f"topic:{topic}"] = int(count)
         return counts
 
     def feed_items(self, key: FeedKey, limit: int) -> list[FeedItem]:
@@ -466,7 +487,7 @@ class SQLiteStore:
                 "ORDER BY i.published DESC, i.id LIMIT ?",
                 (key.slug, limit),
             )
-        return [self._feed_item(*row) for row in rows]  # type: ignore[arg-type]
+        return [self._feed_item(*row) for row in rows]
 
     def _source_items(self, slug: str, limit: int) -> list[FeedItem]:
         rows = self._all(
@@ -481,7 +502,7 @@ class SQLiteStore:
             if str(row[0]) in seen:
                 continue
             seen.add(str(row[0]))
-            items.append(self._feed_item(*row))  # type: ignore[arg-type]
+            items.append(self._feed_item(*row))
             if len(items) >= limit:
                 break
         return items
@@ -530,8 +551,8 @@ class SQLiteStore:
                 id=str(id_),
                 title=str(title),
                 link=None if link is None else str(link),
-                published=from_ts(int(published)),  # type: ignore[call-overload]
-                updated=from_ts(int(updated)),  # type: ignore[call-overload]
+                published=from_ts(int(published)),
+                updated=from_ts(int(updated)),
                 source=str(source),
                 topics=tuple(str(topics).split("\x1f")) if topics else (),
                 paths=tuple(str(paths).split("\x1f")) if paths else (),
@@ -560,6 +581,6 @@ class SQLiteStore:
             "SELECT path, reason, first_seen, last_seen, count FROM file_errors ORDER BY path"
         )
         return [
-            ErrorRow(str(p), str(r), from_ts(int(f)), from_ts(int(last)), int(c))  # type: ignore[call-overload]
+            ErrorRow(str(p), str(r), from_ts(int(f)), from_ts(int(last)), int(c))
             for p, r, f, last, c in rows
         ]

@@ -1,0 +1,542 @@
+"""HTTP side of the service: serves the output folder, ``/healthz`` and ``/metrics``.
+
+The output folder is written by the service with temp file + rename, so a file's identity
+(size, mtime_ns, ctime_ns, inode, device) changes whenever its content may have changed. Each
+artefact is read, hashed and gzipped once per identity and kept in a small LRU cache; requests in
+between only cost an ``open`` + ``fstat``.
+
+Only known feed artefacts are reachable (``.rss``, ``.atom``, ``.opml``, ``.html``, ``.xml``), only
+through plain ASCII path segments that resolve to a regular file inside the real output folder.
+Everything is read-only: any method but GET and HEAD gets 405.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote_to_bytes
+
+import prometheus_client
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CONTENT_TYPES", "Health", "ServerThread", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPES: Mapping[str, str] = {
+    ".rss": "application/rss+xml; charset=utf-8",
+    ".atom": "application/atom+xml; charset=utf-8",
+    ".opml": "text/x-opml; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",
+}
+ALLOWED_METHODS = ("GET", "HEAD")
+ALLOW_HEADER = ", ".join(ALLOWED_METHODS)
+MAX_URL_BYTES = 2048  # path + query; longer -> 414
+MAX_HEADER_BYTES = 8 * 1024  # header names + values -> 431; h11 refuses larger partial reads
+CACHE_ENTRIES = 256
+CACHE_BYTES = 128 * 1024 * 1024  # body + gzip bytes held by the artefact cache
+GZIP_LEVEL = 6
+ETAG_HEX_CHARS = 32  # 128 bits of SHA-256
+INDEX_FILE = "index.html"
+
+# One path segment: ASCII letters, digits, "_", "-", "."; never starting with "." (hidden files,
+# "." and ".." segments). Checked after a single percent-decoding, so "%2e%2e", "%2f", "%5c",
+# "%00" and double-encoded "%252e" all fail.
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
+_ETAG_RE = re.compile(r'(?:W/)?("[^"]*")')
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the worker thread
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What ``/healthz`` reports; the service supplies a callable returning it."""
+
+    ok: bool
+    last_scan: datetime | None
+    items: int
+    files_pending: int
+    alert_backlog: int
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- artefact cache
+
+
+@dataclass(frozen=True)
+class _Artefact:
+    """One file's bytes with everything a response needs, computed once per identity."""
+
+    identity: tuple[int, ...]  # see _identity
+    body: bytes
+    gzipped: bytes | None  # None when gzip would not make it smaller
+    etag: str
+    gzip_etag: str
+    mtime: int  # whole seconds, the Last-Modified value
+    last_modified: str
+
+    @property
+    def cost(self) -> int:
+        return len(self.body) + len(self.gzipped or b"")
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    # ctime_ns too: unlike mtime it cannot be set back with utime, so an inode reused for a
+    # same-size file with a copied mtime is still told apart.
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _build_artefact(body: bytes, st: os.stat_result) -> _Artefact:
+    digest = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
+    packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+    mtime = st.st_mtime_ns // 1_000_000_000
+    return _Artefact(
+        identity=_identity(st),
+        body=body,
+        gzipped=packed if len(packed) < len(body) else None,
+        etag=f'"{digest}"',
+        gzip_etag=f'"{digest}-gz"',
+        mtime=mtime,
+        last_modified=email.utils.formatdate(mtime, usegmt=True),
+    )
+
+
+class _ArtefactCache:
+    """LRU of artefacts keyed by real path; an entry is reused while the file identity holds."""
+
+    def __init__(self, max_entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Artefact] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def load(self, real_path: str) -> _Artefact | None:
+        """The artefact for a regular file at ``real_path``; None if it is not one."""
+        try:
+            fd = os.open(real_path, _OPEN_FLAGS)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            cached = self._get(real_path, _identity(st))
+            if cached is not None:
+                return cached
+            with open(fd, "rb", closefd=False) as handle:
+                body = handle.read()
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        artefact = _build_artefact(body, st)
+        if _identity(after) == artefact.identity and len(body) == st.st_size:
+            self._put(real_path, artefact)
+        return artefact
+
+    def _get(self, key: str, identity: tuple[int, ...]) -> _Artefact | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.identity != identity:
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def _put(self, key: str, artefact: _Artefact) -> None:
+        if artefact.cost > self._max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.cost
+            self._entries[key] = artefact
+            self._bytes += artefact.cost
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.cost
+
+
+# --------------------------------------------------------------------------- path safety
+
+
+def _request_segments(scope: Scope) -> list[str] | None:
+    """The requested path as safe segments (``[]`` for ``/``), or None if it is not acceptable."""
+    raw = scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        raw = str(scope.get("path", "")).encode("utf-8", "surrogateescape")
+    if not raw.startswith(b"/"):
+        return None
+    try:
+        decoded = unquote_to_bytes(raw).decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if decoded == "/":
+        return []
+    segments = decoded[1:].split("/")
+    if all(_SEGMENT_RE.fullmatch(segment) for segment in segments):
+        return segments
+    return None
+
+
+def _content_type(name: str) -> str | None:
+    _, dot, suffix = name.rpartition(".")
+    return CONTENT_TYPES.get(f".{suffix.lower()}") if dot else None
+
+
+def _resolve(root_real: str, segments: list[str]) -> str | None:
+    """Real path of the target if it stays inside ``root_real`` and is a visible known artefact."""
+    real = os.path.realpath(os.path.join(root_real, *segments))
+    try:
+        relative = os.path.relpath(real, root_real)
+    except ValueError:  # other drive on Windows
+        return None
+    parts = relative.split(os.sep)
+    if any(part.startswith(".") for part in parts) or _content_type(parts[-1]) is None:
+        return None
+    return real
+
+
+# --------------------------------------------------------------------------- content negotiation
+
+
+def _qvalue(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (explicitly or via ``*``), q > 0."""
+    gzip_q: float | None = None
+    star_q: float | None = None
+    for member in accept_encoding.split(","):
+        coding, _, params = member.partition(";")
+        coding = coding.strip().lower()
+        if coding in ("gzip", "x-gzip"):
+            gzip_q = max(gzip_q or 0.0, _qvalue(params))
+        elif coding == "*":
+            star_q = _qvalue(params)
+    if gzip_q is not None:
+        return gzip_q > 0
+    return star_q is not None and star_q > 0
+
+
+def _if_none_match(value: str, etags: tuple[str, ...]) -> bool:
+    """Weak comparison (RFC 9110 13.1.2): any listed tag equals one of ours, W/ ignored."""
+    if any(member.strip() == "*" for member in value.split(",")):
+        return True
+    return any(tag in etags for tag in _ETAG_RE.findall(value))
+
+
+def _modified_since(value: str, mtime: int) -> bool:
+    try:
+        since = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return True  # an invalid date is ignored
+    return mtime > since.timestamp()
+
+
+def _is_not_modified(headers: Headers, artefact: _Artefact) -> bool:
+    none_match = headers.getlist("if-none-match")
+    if none_match:
+        return _if_none_match(", ".join(none_match), (artefact.etag, artefact.gzip_etag))
+    since = headers.getlist("if-modified-since")
+    return len(since) == 1 and not _modified_since(since[0], artefact.mtime)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _plain(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:
+    return PlainTextResponse(f"{text}\n", status_code=status, headers=headers)
+
+
+def _not_found() -> Response:
+    return _plain(404, "Not Found")
+
+
+def _artefact_response(
+    request: Request, artefact: _Artefact, content_type: str, cache_control: str
+) -> Response:
+    use_gzip = artefact.gzipped is not None and accepts_gzip(
+        ", ".join(request.headers.getlist("accept-encoding"))
+    )
+    headers = {
+        "ETag": artefact.gzip_etag if use_gzip else artefact.etag,
+        "Last-Modified": artefact.last_modified,
+        "Cache-Control": cache_control,
+        "Vary": "Accept-Encoding",
+    }
+    if _is_not_modified(request.headers, artefact):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Type"] = content_type
+    if use_gzip:
+        headers["Content-Encoding"] = "gzip"
+    body = artefact.gzipped if use_gzip and artefact.gzipped is not None else artefact.body
+    return Response(body, headers=headers)  # Starlette drops the body for HEAD
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def health_payload(state: Health) -> dict[str, object]:
+    """The ``/healthz`` JSON object; the fixed fields win over same-named ``detail`` keys."""
+    payload: dict[str, object] = {str(key): value for key, value in state.detail.items()}
+    payload.update(
+        status="ok" if state.ok else "degraded",
+        last_scan=state.last_scan.isoformat() if state.last_scan is not None else None,
+        items=state.items,
+        files_pending=state.files_pending,
+        alert_backlog=state.alert_backlog,
+    )
+    head = ("status", "last_scan", "items", "files_pending", "alert_backlog")
+    return {key: payload[key] for key in (*head, *(k for k in payload if k not in head))}
+
+
+# --------------------------------------------------------------------------- guard middleware
+
+
+class _Guard:
+    """Outer checks for every request: URL length, method, nosniff, and no crash on errors."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        early = self._early_response(scope)
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-content-type-options", b"nosniff"),
+                ]
+            await send(message)
+
+        try:
+            await (early or self.app)(scope, receive, guarded_send)
+        except Exception:
+            logger.exception("request failed: %s %r", scope.get("method"), scope.get("path"))
+            if not started:
+                await _plain(500, "Internal Server Error")(scope, receive, guarded_send)
+
+    @staticmethod
+    def _early_response(scope: Scope) -> Response | None:
+        raw = scope.get("raw_path") or str(scope.get("path", "")).encode()
+        if len(raw) + len(scope.get("query_string", b"")) > MAX_URL_BYTES:
+            return _plain(414, "URI Too Long")
+        if (
+            sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+            > MAX_HEADER_BYTES
+        ):
+            return _plain(431, "Request Header Fields Too Large")
+        if scope.get("method") not in ALLOWED_METHODS:
+            return _plain(405, "Method Not Allowed", {"Allow": ALLOW_HEADER})
+        return None
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(
+    output_dir: Path,
+    *,
+    max_age: int = 300,
+    health: Callable[[], Health],
+    registry: prometheus_client.CollectorRegistry,
+) -> Starlette:
+    """The ASGI app serving ``output_dir`` plus ``/healthz`` and ``/metrics``."""
+    root_real = os.path.realpath(output_dir)
+    cache = _ArtefactCache()
+    cache_control = f"public, max-age={max(0, int(max_age))}"
+
+    def lookup(segments: list[str]) -> _Artefact | None:
+        real = _resolve(root_real, segments)
+        return cache.load(real) if real is not None else None
+
+    async def serve_file(request: Request) -> Response:
+        segments = _request_segments(request.scope)
+        if segments is None:
+            return _not_found()
+        segments = segments or [INDEX_FILE]
+        content_type = _content_type(segments[-1])
+        artefact = await run_in_threadpool(lookup, segments) if content_type else None
+        if artefact is None or content_type is None:
+            return _not_found()
+        return _artefact_response(request, artefact, content_type, cache_control)
+
+    async def healthz(request: Request) -> Response:
+        state = await run_in_threadpool(health)
+        body = json.dumps(health_payload(state), ensure_ascii=False, default=_jsonable)
+        return Response(
+            body.encode("utf-8"),
+            status_code=200 if state.ok else 503,
+            headers={"Cache-Control": "no-store", "Content-Type": "application/json"},
+        )
+
+    async def metrics(request: Request) -> Response:
+        data = await run_in_threadpool(prometheus_client.generate_latest, registry)
+        return Response(
+            data,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Type": prometheus_client.CONTENT_TYPE_LATEST,
+            },
+        )
+
+    routes = [
+        Route("/healthz", healthz, methods=list(ALLOWED_METHODS)),
+        Route("/metrics", metrics, methods=list(ALLOWED_METHODS)),
+        Route("/{path:path}", serve_file, methods=list(ALLOWED_METHODS)),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(_Guard)])
+    app.state.artefact_cache = cache
+    return app
+
+
+# --------------------------------------------------------------------------- server thread
+
+
+class ServerThread:
+    """Runs uvicorn for ``app`` in a daemon thread on ``host:port`` (port 0 = a free port)."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, *, log_level: str = "warning") -> None:
+        self.host = host
+        self._requested_port = port
+        self._config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=None,  # leave the service's logging set-up alone
+            http="h11",  # h11_max_incomplete_event_size caps request line + headers
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            ws="none",
+            lifespan="auto",
+            server_header=False,
+            timeout_keep_alive=5,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port; only known once ``start`` has returned."""
+        if self._socket is None:
+            raise RuntimeError("server not started")
+        return int(self._socket.getsockname()[1])
+
+    def start(self, timeout: float = 10) -> None:
+        """Start serving; returns once the socket accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        self._socket = _bind(self.host, self._requested_port)
+        self._thread = threading.Thread(target=self._run, name="feeds-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("HTTP server failed to start") from self._error
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"HTTP server not up after {timeout} s")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 5) -> None:
+        """Graceful shutdown (finish in-flight requests), forced after ``timeout`` seconds."""
+        thread = self._thread
+        if thread is not None:
+            self._server.should_exit = True
+            thread.join(timeout)
+            if thread.is_alive():
+                self._server.force_exit = True
+                thread.join(timeout)
+        if self._socket is not None:
+            self._socket.close()
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        assert self._socket is not None
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as exc:  # reported by start(); never an unhandled thread error
+            self._error = exc
+            logger.exception("HTTP server stopped with an error")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,282 @@
+"""The long-running service: catch up, watch, schedule, serve; stop cleanly on a signal.
+
+Ingest is serialized by one lock: watcher batches and scheduled rescans never run at the same
+time, so the store has one writer. Rendering follows each ingest and touches only dirty feeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from feeds.config import Config, ConfigError
+from feeds.errors import FeedsError
+from feeds.ingest import BatchReport, EventSink
+from feeds.log import setup_logging
+from feeds.outputs import RenderReport
+from feeds.pipeline import Pipeline
+from feeds.server import Health, ServerThread, create_app
+from feeds.store import Store, open_store
+from feeds.watch import ArticleWatcher, Batch
+
+log = logging.getLogger("feeds.service")
+SHUTDOWN_SECONDS = 8.0
+
+
+class Metrics:
+    """Prometheus metrics of one service instance (own registry: tests run several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.files_seen = Counter("feeds_files_seen", "Article files read", registry=r)
+        self.rejects = Counter("feeds_files_rejected", "Article files rejected", registry=r)
+        self.items_new = Counter("feeds_items_new", "Items created", registry=r)
+        self.items_updated = Counter("feeds_items_updated", "Items updated", registry=r)
+        self.items_removed = Counter("feeds_items_removed", "Items removed", registry=r)
+        self.feeds_written = Counter("feeds_feed_files_written", "Feed files written", registry=r)
+        self.items = Gauge("feeds_items", "Items currently in the feeds", registry=r)
+        self.pending = Gauge("feeds_files_pending", "Files waiting to settle", registry=r)
+        self.backlog = Gauge("feeds_alert_backlog", "Alerts waiting for delivery", registry=r)
+        self.build_seconds = Histogram(
+            "feeds_ingest_seconds",
+            "Time to ingest and render one batch",
+            ["trigger"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.deliveries = Counter(
+            "feeds_alert_deliveries", "Webhook delivery attempts", ["result"], registry=r
+        )
+
+    def record(self, batch: BatchReport, render: RenderReport) -> None:
+        self.files_seen.inc(batch.seen)
+        self.rejects.inc(len(batch.rejected))
+        self.items_new.inc(batch.new)
+        self.items_updated.inc(batch.updated)
+        self.items_removed.inc(batch.removed)
+        self.feeds_written.inc(len(render.written))
+
+
+@dataclass(slots=True)
+class State:
+    last_scan: datetime | None = None
+    last_error: str | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Service:
+    def __init__(self, config: Config, *, workers: int | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.state = State()
+        self.store: Store = open_store(config.state)
+        self._lock = threading.Lock()
+        self._alerts = _alert_hooks(config, self.store, self.metrics)
+        self.pipeline = Pipeline(config, self.store, workers=workers, on_event=self._alerts.sink)
+        self.watcher = ArticleWatcher(
+            config.articles,
+            self.pipeline.accept,
+            self.on_batch,
+            debounce=config.service.debounce_seconds,
+            settle=config.service.settle_seconds,
+        )
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+        self.server: ServerThread | None = None
+
+    # -- work ------------------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        """Full scan (stat only for unchanged files): catches whatever events were missed."""
+        self._timed("rescan", self.pipeline.sync)
+
+    def on_batch(self, batch: Batch) -> None:
+        # Ingest applies changed files before gone ones, so a path both re-created and listed
+        # as gone (directory replaced) must not be forgotten after being re-read.
+        below = {p for folder in batch.gone_dirs for p in self.store.paths_under(folder)}
+        gone = sorted((below | batch.gone) - batch.changed)
+
+        def run() -> Any:
+            report = self.pipeline.ingest(sorted(batch.changed), gone)
+            return report, self.pipeline.render()
+
+        self._timed("watch", run)
+
+    def _timed(self, trigger: str, work: Callable[[], Any]) -> None:
+        started = time.perf_counter()
+        with self._lock:
+            try:
+                result = work()
+            except FeedsError as exc:
+                self.state.last_error = str(exc)
+                log.error("%s failed: %s", trigger, exc)
+                return
+            except Exception as exc:  # the service never dies on a batch
+                self.state.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s failed", trigger)
+                return
+        batch, render = (result.batch, result.render) if hasattr(result, "batch") else result
+        self.metrics.record(batch, render)
+        self.metrics.build_seconds.labels(trigger).observe(time.perf_counter() - started)
+        if trigger == "rescan":
+            self.state.last_scan = datetime.now(UTC)
+        self.state.last_error = None
+        if batch.new or batch.updated or batch.removed or render.written:
+            log.info(
+                "%s: %d new, %d updated, %d removed, %d rejected; %d files written",
+                trigger, batch.new, batch.updated, batch.removed, len(batch.rejected),
+                len(render.written),
+            )  # fmt: skip
+        if batch.events:
+            self._alerts.wake()
+
+    def rescan_if_events_were_lost(self) -> None:
+        if self.watcher.consume_overflow():
+            log.warning("file events may have been lost; rescanning now")
+            self.rescan()
+
+    def housekeeping(self) -> None:
+        with self._lock:
+            days = self.config.service.retention_days
+            if days:
+                cutoff = datetime.now(UTC) - timedelta(days=days)
+                with self.store.transaction():
+                    pruned = self.store.prune_removed(cutoff)
+                if pruned:
+                    log.info("housekeeping: forgot %d removed items", pruned)
+            self.store.optimize()
+
+    def health(self) -> Health:
+        stale_after = timedelta(seconds=3 * self.config.service.rescan_seconds + 60)
+        last = self.state.last_scan
+        fresh = last is not None and datetime.now(UTC) - last < stale_after
+        backlog = self._alerts.backlog()
+        self.metrics.pending.set(self.watcher.pending)
+        self.metrics.backlog.set(backlog)
+        count = self.store.count_items()
+        self.metrics.items.set(count)
+        detail: dict[str, object] = {"started": self.state.started.isoformat()}
+        if self.state.last_error:
+            detail["last_error"] = self.state.last_error
+        return Health(
+            ok=fresh and self.state.last_error is None,
+            last_scan=last,
+            items=count,
+            files_pending=self.watcher.pending,
+            alert_backlog=backlog,
+            detail=detail,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, *, host: str, port: int, http: bool) -> None:
+        if http:  # serve what is already there while catching up
+            app = create_app(
+                self.config.output,
+                max_age=self.config.server.max_age,
+                health=self.health,
+                registry=self.metrics.registry,
+            )
+            self.server = ServerThread(app, host, port)
+            self.server.start()
+            log.info("serving %s on http://%s:%d/", self.config.output, host, self.server.port)
+        self.watcher.start()  # events during catch-up queue up behind the lock
+        self.rescan()
+        interval = self.config.service.rescan_seconds
+        self.scheduler.add_job(self.rescan, "interval", seconds=interval, id="rescan")
+        self.scheduler.add_job(
+            self.rescan_if_events_were_lost, "interval", seconds=10, id="overflow"
+        )
+        self.scheduler.add_job(self.housekeeping, "interval", hours=6, id="housekeeping")
+        self._alerts.schedule(self.scheduler)
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        log.info("stopping")
+        self.watcher.stop(timeout=SHUTDOWN_SECONDS / 2)  # flushes settled changes first
+        self.scheduler.shutdown(wait=True)
+        if self.server is not None:
+            self.server.stop()
+        with self._lock:
+            self._alerts.close()
+            self.store.close()
+        log.info("stopped")
+
+
+class _NoAlerts:
+    sink: EventSink | None = None
+
+    def wake(self) -> None: ...
+
+    def backlog(self) -> int:
+        return 0
+
+    def schedule(self, scheduler: BackgroundScheduler) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _alert_hooks(config: Config, store: Store, metrics: Metrics) -> Any:
+    if not config.webhooks:
+        return _NoAlerts()
+    from feeds.service_alerts import AlertHooks
+
+    return AlertHooks(config, store, metrics.deliveries)
+
+
+def run_service(config: Config, args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT (exit 0). SIGHUP re-reads the config and restarts in place."""
+    setup_logging(getattr(args, "log_level", None) or config.service.log_level,
+                  getattr(args, "log_format", None) or config.service.log_format)  # fmt: skip
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    http = config.server.enabled and not args.no_http
+    service = Service(config, workers=args.workers)
+    stop = threading.Event()
+    reload_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            reload_requested.set()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    service.start(host=host, port=port, http=http)
+    while not stop.wait(1.0):
+        pass
+    if reload_requested.is_set() and not _config_reloadable(args):
+        reload_requested.clear()
+    service.stop()
+    if reload_requested.is_set():
+        log.info("reloading configuration (SIGHUP): restarting in place")
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    return 0
+
+
+def _config_reloadable(args: argparse.Namespace) -> bool:
+    """A SIGHUP with a broken config file keeps the running service (and says why)."""
+    from feeds.cli import config_from
+
+    try:
+        config_from(args)
+    except ConfigError as exc:
+        log.error("SIGHUP ignored, the new config is invalid: %s", "; ".join(exc.problems))
+        return False
+    return True

@@ -1,0 +1,569 @@
+"""Watch article roots and hand settled file changes to a callback, in batches.
+
+A watchdog observer (inotify on Linux) reports events on the observer's thread; they are only
+recorded there, under a lock, so the observer never waits. One worker thread decides when a burst
+of events is over, checks which changed files are complete and calls ``on_batch`` with them.
+
+A changed file is *complete* (settled) once either
+
+* a close-after-write was seen for it after its last modification (inotify ``IN_CLOSE_WRITE``),
+  or it was renamed into place (the write-then-rename idiom), or
+* its ``(size, mtime_ns)`` stayed the same across ``settle`` seconds with no event in between.
+
+A file that keeps changing is emitted anyway after ``MAX_SETTLE_WAIT`` seconds. A file that
+vanishes before settling is dropped if it was created while pending (nobody has seen it) and
+reported in ``Batch.gone`` otherwise.
+
+The watcher is fast rather than perfect: it keeps no index of the files under the roots, it does
+not follow symlinked directories below a root, and a root that does not exist at ``start()`` is
+not watched. The service's periodic full rescan repairs whatever is missed, and ``overflowed``
+tells it when events were certainly lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+log = logging.getLogger("feeds.watch")
+
+MAX_BURST_DELAY = 2.0  # seconds after the first event of a burst at which we flush anyway
+MAX_SETTLE_WAIT = 60.0  # seconds a file may keep changing before it is emitted anyway
+PENDING_LIMIT_FACTOR = 20  # at most max_batch * this paths wait to settle; more are dropped
+WORKER_THREAD_NAME = "feeds-watch"
+
+Signature = tuple[int, int]  # (size, mtime_ns)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Settled changes, to be applied in this order: ``gone_dirs``, then ``gone``, then ``changed``.
+
+    ``gone_dirs`` holds directories deleted or moved away: every path below ``dir + os.sep`` that
+    the consumer knows is gone (the watcher keeps no index, so it cannot list them). A directory
+    may be re-created later in the same batch; its new files are then in ``changed``.
+    """
+
+    changed: frozenset[str]  # absolute paths created/modified/moved-to, complete
+    gone: frozenset[str]  # absolute paths deleted or moved away (and not re-created since)
+    gone_dirs: frozenset[str] = frozenset()  # absolute directory paths deleted or moved away
+
+
+class _Verdict(enum.Enum):
+    READY = enum.auto()
+    VANISHED = enum.auto()
+    WAIT = enum.auto()
+
+
+@dataclass(slots=True)
+class _PendingChange:
+    """What the watcher knows about one changed file that has not been emitted yet."""
+
+    first_seen: float
+    is_new: bool  # created while pending: nobody downstream knows this path
+    complete: bool = False  # closed after writing, or renamed into place, since the last write
+    version: int = 0  # bumped on every event, so a stat taken meanwhile is recognised as stale
+    signature: Signature | None = None
+    stable_since: float = 0.0
+    recheck_at: float = 0.0  # the worker looks at it again at this monotonic time
+
+
+@dataclass(frozen=True, slots=True)
+class _Root:
+    path: str  # absolute, not resolved: reported paths start with it, like the rescan's
+    watched: str  # the real path given to the observer (inotify does not follow a symlink)
+
+    @classmethod
+    def of(cls, root: Path) -> _Root:
+        return cls(os.path.abspath(root), os.path.realpath(root))
+
+    def reported_path(self, event_path: str) -> str | None:
+        """The path to report for a path the observer gave, or None if it is not below the root."""
+        if event_path == self.watched:
+            return self.path
+        prefix = os.path.join(self.watched, "")
+        if not event_path.startswith(prefix):
+            return None
+        return os.path.join(self.path, event_path[len(prefix) :])
+
+    def is_hidden(self, path: str, *, check_last: bool) -> bool:
+        """Whether a directory between the root and ``path`` (or ``path`` itself) is hidden."""
+        if path == self.path:
+            return False
+        parts = path[len(os.path.join(self.path, "")) :].split(os.sep)
+        if not check_last:
+            parts = parts[:-1]
+        return any(part.startswith(".") for part in parts)
+
+
+class _EventHandler(FileSystemEventHandler):
+    """Hands every event of one root to the watcher; never lets an exception reach watchdog."""
+
+    def __init__(
+        self,
+        root: _Root,
+        on_event: Callable[[_Root, FileSystemEvent], None],
+        on_failure: Callable[[str], None],
+    ) -> None:
+        self._root = root
+        self._on_event = on_event
+        self._on_failure = on_failure
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._on_event(self._root, event)
+        except Exception:
+            log.exception("cannot handle file event %r", event)
+            self._on_failure("an event could not be handled")
+
+
+class _WatchdogTroubleListener(logging.Handler):
+    """Watchdog reports inotify queue overflows and failed watch rebuilds only in its log.
+
+    Records come from every observer in the process, so another watcher's trouble may flag
+    this one too: a needless rescan, which is harmless.
+    """
+
+    def __init__(self, on_trouble: Callable[[str], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self._on_trouble = on_trouble
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._on_trouble(f"watchdog: {record.getMessage()}")
+
+
+def _signature(path: str) -> Signature | None:
+    """(size, mtime_ns) of a regular file, or None if it is gone or not a regular file."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _outermost(dirs: Iterable[str]) -> list[str]:
+    """The directories not below another one of them (walking those covers all)."""
+    kept: list[str] = []
+    for directory in sorted(set(dirs), key=lambda path: path.split(os.sep)):
+        if not kept or not directory.startswith(os.path.join(kept[-1], "")):
+            kept.append(directory)
+    return kept
+
+
+class ArticleWatcher:
+    """Watches article roots recursively and calls ``on_batch`` with settled changes.
+
+    ``accept`` is called with the absolute path of every file event (it may look at the
+    basename only, as the scan's filter does) from the observer and worker threads, so it must
+    be thread-safe; files in hidden directories below a root are ignored before it is asked.
+
+    ``on_batch`` runs on one worker thread, never concurrently and never under the watcher's
+    lock. If it raises, the error is logged and that batch is dropped (the rescan repairs it).
+    A batch never holds more than ``max_batch`` paths in ``changed`` and ``gone`` together.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[Path],
+        accept: Callable[[str], bool],
+        on_batch: Callable[[Batch], None],
+        *,
+        debounce: float = 0.3,
+        settle: float = 0.5,
+        max_batch: int = 5000,
+    ) -> None:
+        if debounce < 0 or settle < 0 or max_batch < 1:
+            raise ValueError("debounce and settle must be >= 0 and max_batch >= 1")
+        self._roots = tuple(roots)
+        self._accept = accept
+        self._on_batch = on_batch
+        self._debounce = debounce
+        self._settle = settle
+        self._max_batch = max_batch
+        self._pending_limit = max_batch * PENDING_LIMIT_FACTOR
+
+        self._cond = threading.Condition(threading.Lock())
+        self._changes: dict[str, _PendingChange] = {}
+        self._gone: set[str] = set()
+        self._gone_dirs: set[str] = set()
+        self._dirs_to_walk: list[str] = []
+        self._fresh: set[str] = set()  # paths with events since the last evaluation
+        self._burst_started: float | None = None
+        self._last_event_at = 0.0
+        self._next_recheck: float | None = None
+        self._overflowed = False
+        self._shutting_down = False  # stop() began: watchdog's shutdown noise is not a loss
+        self._stopping = False  # the observer is down: the worker flushes and ends
+
+        self._observer: BaseObserver | None = None
+        self._worker: threading.Thread | None = None
+        self._trouble_listener = _WatchdogTroubleListener(self._note_lost_events)
+
+    # -- public API -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching. Missing roots are logged and skipped. Call at most once."""
+        if self._worker is not None:
+            raise RuntimeError("ArticleWatcher.start() called twice")
+        logging.getLogger("watchdog.observers").addHandler(self._trouble_listener)
+        observer = Observer()
+        observer.start()  # started first, so each schedule() reports its own failure
+        self._observer = observer
+        for root in self._roots:
+            self._schedule(observer, _Root.of(root))
+        self._worker = threading.Thread(target=self._run, name=WORKER_THREAD_NAME, daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 5) -> None:
+        """Stop the observer, flush settled changes to ``on_batch``, and end the worker thread.
+
+        Changes that have not settled yet are dropped (the rescan will find them). Returns after
+        at most about ``timeout`` seconds even if ``on_batch`` is still busy.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._shutting_down = True
+        observer, self._observer = self._observer, None
+        if observer is not None and observer.is_alive():
+            observer.stop()
+            observer.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.warning("file watcher worker did not stop within %.1f s", timeout)
+        logging.getLogger("watchdog.observers").removeHandler(self._trouble_listener)
+
+    @property
+    def pending(self) -> int:
+        """Changed paths waiting to settle."""
+        with self._cond:
+            return len(self._changes)
+
+    @property
+    def overflowed(self) -> bool:
+        """True if events may have been lost since the last ``consume_overflow()``.
+
+        Reading it does not reset it, so /healthz can show it. It also stays True while the
+        observer thread is dead. The service should call ``consume_overflow()`` and rescan.
+        """
+        with self._cond:
+            return self._overflowed or self._observer_died_locked()
+
+    def consume_overflow(self) -> bool:
+        """Return ``overflowed`` and reset it; call it right before starting a rescan."""
+        with self._cond:
+            lost = self._overflowed or self._observer_died_locked()
+            self._overflowed = False
+            return lost
+
+    # -- observer thread: record events -----------------------------------------------------
+
+    def _schedule(self, observer: BaseObserver, root: _Root) -> None:
+        if not os.path.isdir(root.watched):
+            log.warning(
+                "article folder %s does not exist or is not a folder; not watched", root.path
+            )
+            return
+        handler = _EventHandler(root, self._on_event, self._note_lost_events)
+        try:
+            observer.schedule(handler, root.watched, recursive=True)
+        except OSError as exc:
+            log.warning("cannot watch article folder %s: %s", root.path, exc)
+            self._note_lost_events(f"cannot watch {root.path}")
+
+    def _on_event(self, root: _Root, event: FileSystemEvent) -> None:
+        kind = event.event_type
+        if event.is_directory:
+            self._on_dir_event(root, event, kind)
+            return
+        if kind in (EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED):
+            path = self._accepted_file(root, event.src_path)
+            if path is not None:
+                self._note_change(path, created=kind == EVENT_TYPE_CREATED, complete=False)
+        elif kind == EVENT_TYPE_CLOSED:
+            path = self._accepted_file(root, event.src_path)
+            if path is not None:
+                self._note_closed(path)
+        elif kind == EVENT_TYPE_DELETED:
+            path = self._accepted_file(root, event.src_path)
+            if path is not None:
+                self._note_gone(path)
+        elif kind == EVENT_TYPE_MOVED:
+            self._on_file_moved(root, event)
+        # opened, closed without writing and attribute changes leave the content as it was
+
+    def _on_file_moved(self, root: _Root, event: FileSystemEvent) -> None:
+        source = self._accepted_file(root, event.src_path) if event.src_path else None
+        if source is not None:
+            self._note_gone(source)
+        target = self._accepted_file(root, event.dest_path) if event.dest_path else None
+        if target is not None:
+            # Renaming into place is how writers publish a finished file; the rename may also
+            # replace a file downstream knows, so the target never counts as new.
+            self._note_change(target, created=False, complete=True)
+
+    def _on_dir_event(self, root: _Root, event: FileSystemEvent, kind: str) -> None:
+        if kind == EVENT_TYPE_MODIFIED or event.is_synthetic:
+            return  # synthetic events describe a subtree already covered by its top directory
+        if kind in (EVENT_TYPE_DELETED, EVENT_TYPE_MOVED):
+            source = self._visible_dir(root, event.src_path)
+            if source is not None:
+                self._note_dir_gone(source)
+                if source == root.path:
+                    log.warning("article folder %s was removed; no longer watched", root.path)
+                    self._note_lost_events(f"{root.path} was removed")
+        if kind in (EVENT_TYPE_CREATED, EVENT_TYPE_MOVED):
+            target_path = event.dest_path if kind == EVENT_TYPE_MOVED else event.src_path
+            target = self._visible_dir(root, target_path)
+            if target is not None:
+                self._request_walk(target)
+
+    def _accepted_file(self, root: _Root, raw_path: bytes | str) -> str | None:
+        path = root.reported_path(os.fsdecode(raw_path))
+        if path is None or root.is_hidden(path, check_last=False) or not self._accept(path):
+            return None
+        return path
+
+    @staticmethod
+    def _visible_dir(root: _Root, raw_path: bytes | str) -> str | None:
+        path = root.reported_path(os.fsdecode(raw_path))
+        if path is None or root.is_hidden(path, check_last=True):
+            return None
+        return path
+
+    def _note_change(self, path: str, *, created: bool, complete: bool) -> None:
+        with self._cond:
+            now = time.monotonic()
+            entry = self._changes.get(path)
+            if entry is None:
+                entry = self._new_entry_locked(path, created, now)
+                if entry is None:
+                    return
+            entry.version += 1
+            entry.complete = complete
+            entry.signature = None
+            entry.recheck_at = now
+            self._mark_activity_locked(path, now)
+
+    def _note_discovered(self, path: str) -> None:
+        """A file found by walking a new directory: a change unless events already track it."""
+        with self._cond:
+            if path in self._changes:
+                return
+            now = time.monotonic()
+            if self._new_entry_locked(path, True, now) is not None:
+                self._mark_activity_locked(path, now)
+
+    def _new_entry_locked(self, path: str, created: bool, now: float) -> _PendingChange | None:
+        if len(self._changes) >= self._pending_limit:
+            self._set_overflowed_locked(f"more than {self._pending_limit} files waiting to settle")
+            return None
+        known_before = path in self._gone  # deleted, then re-created: downstream knows it
+        self._gone.discard(path)
+        entry = _PendingChange(first_seen=now, is_new=created and not known_before)
+        self._changes[path] = entry
+        return entry
+
+    def _note_closed(self, path: str) -> None:
+        with self._cond:
+            entry = self._changes.get(path)
+            if entry is None:
+                return  # nothing written since we last looked (or the file is already gone)
+            now = time.monotonic()
+            entry.version += 1
+            entry.complete = True
+            entry.recheck_at = now
+            self._mark_activity_locked(path, now)
+
+    def _note_gone(self, path: str) -> None:
+        with self._cond:
+            entry = self._changes.pop(path, None)
+            if entry is None or not entry.is_new:
+                self._gone.add(path)
+            self._mark_activity_locked(path, time.monotonic())
+
+    def _note_dir_gone(self, path: str) -> None:
+        # Pending files below it need no special care: they are found missing when checked.
+        with self._cond:
+            self._gone_dirs.add(path)
+            self._mark_activity_locked(path, time.monotonic())
+
+    def _request_walk(self, path: str) -> None:
+        with self._cond:
+            self._dirs_to_walk.append(path)
+            self._cond.notify()
+
+    def _mark_activity_locked(self, path: str, now: float) -> None:
+        self._last_event_at = now
+        self._fresh.add(path)
+        if self._burst_started is None:
+            self._burst_started = now
+            self._cond.notify()
+        elif len(self._fresh) == self._max_batch:
+            self._cond.notify()
+
+    def _note_lost_events(self, reason: str) -> None:
+        with self._cond:
+            self._set_overflowed_locked(reason)
+
+    def _set_overflowed_locked(self, reason: str) -> None:
+        if self._shutting_down:
+            return  # shutdown races in watchdog are logged, but nothing is lost that matters
+        if not self._overflowed:
+            log.warning("file events may have been lost (%s); a rescan is needed", reason)
+        self._overflowed = True
+
+    def _observer_died_locked(self) -> bool:
+        observer = self._observer
+        return observer is not None and not self._shutting_down and not observer.is_alive()
+
+    # -- worker thread: decide, check, deliver ----------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._wait_for_work_locked():
+                    break
+                dirs, self._dirs_to_walk = self._dirs_to_walk, []
+            try:
+                if dirs:
+                    self._walk(dirs)
+                else:
+                    self._deliver(self._collect(final=False))
+            except Exception:
+                log.exception("file watcher worker failed; carrying on")
+                self._note_lost_events("the worker failed")
+        self._deliver(self._collect(final=True))
+
+    def _wait_for_work_locked(self) -> bool:
+        """Sleep until there is work; False once stopping. No timeout when there is nothing."""
+        while not self._stopping:
+            now = time.monotonic()
+            wake_at = self._wake_time_locked(now)
+            if wake_at is not None and wake_at <= now:
+                return True
+            self._cond.wait(None if wake_at is None else wake_at - now)
+        return False
+
+    def _wake_time_locked(self, now: float) -> float | None:
+        if self._dirs_to_walk:
+            return now
+        if self._burst_started is not None:
+            if len(self._fresh) >= self._max_batch:
+                return now
+            quiet_at = self._last_event_at + self._debounce
+            return min(quiet_at, self._burst_started + MAX_BURST_DELAY)
+        return self._next_recheck
+
+    def _walk(self, dirs: Iterable[str]) -> None:
+        """Surface the files of directories created or moved in (their own events may be lost)."""
+        for top in _outermost(dirs):
+            for folder, subdirs, files in os.walk(top):
+                subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+                for name in files:
+                    path = os.path.join(folder, name)
+                    if self._accept(path):
+                        self._note_discovered(path)
+
+    def _collect(self, *, final: bool) -> list[Batch]:
+        """Check the changes that are due and take everything ready to be emitted."""
+        checked_at = time.monotonic()
+        with self._cond:
+            due = [
+                (path, entry.version)
+                for path, entry in self._changes.items()
+                if final or entry.recheck_at <= checked_at
+            ]
+            self._burst_started = None
+            self._fresh.clear()
+        signatures = [_signature(path) for path, _ in due]  # slow part, outside the lock
+        with self._cond:
+            changed: list[str] = []
+            for (path, version), signature in zip(due, signatures, strict=True):
+                entry = self._changes.get(path)
+                if entry is None or entry.version != version:
+                    continue  # an event came in meanwhile; it is looked at again later
+                verdict = self._judge(path, entry, signature, checked_at)
+                if verdict is _Verdict.READY:
+                    del self._changes[path]
+                    changed.append(path)
+                elif verdict is _Verdict.VANISHED:
+                    del self._changes[path]
+                    if not entry.is_new:
+                        self._gone.add(path)
+            gone, self._gone = self._gone, set()
+            gone_dirs, self._gone_dirs = self._gone_dirs, set()
+            self._next_recheck = min((e.recheck_at for e in self._changes.values()), default=None)
+        return self._split(changed, sorted(gone), gone_dirs)
+
+    def _judge(
+        self, path: str, entry: _PendingChange, signature: Signature | None, now: float
+    ) -> _Verdict:
+        if signature is None:
+            return _Verdict.VANISHED
+        if entry.complete:
+            return _Verdict.READY
+        if signature != entry.signature:
+            entry.signature = signature
+            entry.stable_since = now
+        elif now - entry.stable_since >= self._settle:
+            return _Verdict.READY
+        give_up_at = entry.first_seen + MAX_SETTLE_WAIT
+        if now >= give_up_at:
+            log.info("%s kept changing for %.0f s; emitted anyway", path, MAX_SETTLE_WAIT)
+            return _Verdict.READY
+        entry.recheck_at = min(entry.stable_since + self._settle, give_up_at)
+        return _Verdict.WAIT
+
+    def _split(self, changed: list[str], gone: list[str], gone_dirs: set[str]) -> list[Batch]:
+        """Batches of at most max_batch paths; gone_dirs and gone come first, as applied."""
+        paths = [(path, True) for path in gone] + [(path, False) for path in changed]
+        batches: list[Batch] = []
+        for start in range(0, len(paths), self._max_batch):
+            chunk = paths[start : start + self._max_batch]
+            batches.append(
+                Batch(
+                    changed=frozenset(path for path, is_gone in chunk if not is_gone),
+                    gone=frozenset(path for path, is_gone in chunk if is_gone),
+                    gone_dirs=frozenset(gone_dirs) if start == 0 else frozenset(),
+                )
+            )
+        if not batches and gone_dirs:
+            batches.append(Batch(frozenset(), frozenset(), frozenset(gone_dirs)))
+        return batches
+
+    def _deliver(self, batches: Iterable[Batch]) -> None:
+        for batch in batches:
+            try:
+                self._on_batch(batch)
+            except Exception:
+                log.exception(
+                    "on_batch failed; %d changed and %d gone paths dropped until the next rescan",
+                    len(batch.changed),
+                    len(batch.gone),
+                )

@@ -1,0 +1,322 @@
+"""ArticleWatcher against real inotify events on real files (no mocks)."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from feeds.watch import WORKER_THREAD_NAME, ArticleWatcher, Batch
+
+EDITOR_LEFTOVERS = ("*.swp", "*~", "*.tmp", "#*#")
+
+
+def accept(path: str) -> bool:
+    name = os.path.basename(path)
+    if name.startswith(".") or any(fnmatch.fnmatch(name, p) for p in EDITOR_LEFTOVERS):
+        return False
+    return name.endswith((".md", ".html"))
+
+
+class Recorder:
+    """on_batch that keeps every batch and the size of each changed file when it was reported."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.batches: list[Batch] = []
+        self.sizes: dict[str, list[int]] = {}
+        self.calls = 0
+        self._fail_first = fail_first
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: Batch) -> None:
+        with self._lock:
+            self.calls += 1
+            if self._fail_first and self.calls == 1:
+                raise RuntimeError("downstream hiccup")
+            self.batches.append(batch)
+            for path in batch.changed:
+                self.sizes.setdefault(path, []).append(os.stat(path).st_size)
+
+    def changed(self) -> list[str]:
+        with self._lock:
+            return [path for batch in self.batches for path in batch.changed]
+
+    def gone(self) -> set[str]:
+        with self._lock:
+            return {path for batch in self.batches for path in batch.gone}
+
+    def gone_dirs(self) -> set[str]:
+        with self._lock:
+            return {path for batch in self.batches for path in batch.gone_dirs}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+WatcherFactory = Callable[..., tuple[ArticleWatcher, Recorder]]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def make_watcher(root: Path) -> Iterator[WatcherFactory]:
+    started: list[ArticleWatcher] = []
+
+    def make(
+        roots: list[Path] | None = None,
+        recorder: Recorder | None = None,
+        *,
+        debounce: float = 0.1,
+        settle: float = 0.3,
+        max_batch: int = 5000,
+    ) -> tuple[ArticleWatcher, Recorder]:
+        recorder = recorder or Recorder()
+        watcher = ArticleWatcher(
+            roots or [root], accept, recorder, debounce=debounce, settle=settle, max_batch=max_batch
+        )
+        watcher.start()
+        started.append(watcher)
+        return watcher, recorder
+
+    yield make
+    for watcher in started:
+        watcher.stop()
+
+
+def write(path: Path, text: str = "# 标题\n\n正文\n") -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def test_created_file_arrives_once_with_its_content(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    _, recorder = make_watcher()
+    article = root / "a.md"
+    write(article, "x" * 1000)
+    wait_until(lambda: str(article) in recorder.changed())
+    time.sleep(0.5)
+    assert recorder.changed() == [str(article)]
+    assert recorder.sizes[str(article)] == [1000]
+    assert recorder.gone() == set()
+
+
+def test_modified_file_arrives_again(make_watcher: WatcherFactory, root: Path) -> None:
+    article = root / "a.md"
+    write(article, "old")
+    _, recorder = make_watcher()
+    with article.open("a", encoding="utf-8") as handle:
+        handle.write(" and new")
+    wait_until(lambda: str(article) in recorder.changed())
+    assert recorder.sizes[str(article)] == [len("old and new")]
+
+
+def test_deleted_file_is_gone(make_watcher: WatcherFactory, root: Path) -> None:
+    article = root / "a.md"
+    write(article)
+    _, recorder = make_watcher()
+    article.unlink()
+    wait_until(lambda: str(article) in recorder.gone())
+    assert recorder.changed() == []
+
+
+def test_rename_within_root_reports_source_gone_and_target_changed(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    (root / "sub").mkdir()
+    source, target = root / "a.md", root / "sub" / "b.md"
+    write(source)
+    _, recorder = make_watcher()
+    source.rename(target)
+    wait_until(lambda: str(target) in recorder.changed() and str(source) in recorder.gone())
+    assert str(source) not in recorder.changed()
+
+
+def test_slow_writer_is_emitted_once_complete(make_watcher: WatcherFactory, root: Path) -> None:
+    # Pauses between chunks are longer than the debounce: only settling holds the file back.
+    _, recorder = make_watcher(debounce=0.05, settle=0.5)
+    article = root / "slow.md"
+    chunk = b"y" * 4096
+    with article.open("wb", buffering=0) as handle:
+        for _ in range(6):
+            handle.write(chunk)
+            time.sleep(0.25)
+        assert recorder.changed() == []
+    wait_until(lambda: str(article) in recorder.changed())
+    time.sleep(0.3)
+    assert recorder.sizes[str(article)] == [6 * len(chunk)]
+
+
+def test_file_vanishing_before_it_settles_is_dropped(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    _, recorder = make_watcher(debounce=0.3)
+    brief, marker = root / "brief.md", root / "marker.md"
+    write(brief)
+    brief.unlink()
+    write(marker)
+    wait_until(lambda: str(marker) in recorder.changed())
+    assert str(brief) not in recorder.changed()
+    assert str(brief) not in recorder.gone()  # nobody downstream ever saw it
+
+
+def test_temp_file_renamed_into_place_emits_only_the_final_name(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    _, recorder = make_watcher()
+    temp, final = root / "x.md.tmp", root / "x.md"
+    with temp.open("wb") as handle:
+        handle.write(b"z" * 500)
+        handle.flush()
+        time.sleep(0.2)
+        handle.write(b"z" * 500)
+    os.replace(temp, final)
+    wait_until(lambda: str(final) in recorder.changed())
+    time.sleep(0.3)
+    assert recorder.changed() == [str(final)]
+    assert recorder.gone() == set()
+    assert recorder.sizes[str(final)] == [1000]
+
+
+def test_burst_arrives_complete_without_duplicates_in_bounded_batches(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    _, recorder = make_watcher(max_batch=100)
+    expected = {str(root / f"{n:03d}.md") for n in range(500)}
+    for path in expected:
+        write(Path(path), path)
+    wait_until(lambda: set(recorder.changed()) >= expected)
+    time.sleep(0.3)
+    assert sorted(recorder.changed()) == sorted(expected)
+    assert all(len(batch.changed) + len(batch.gone) <= 100 for batch in recorder.batches)
+
+
+def test_trickle_is_not_held_back_by_debounce(make_watcher: WatcherFactory, root: Path) -> None:
+    _, recorder = make_watcher(debounce=0.3)
+    started = time.monotonic()
+    first_batch_at: float | None = None
+    for n in range(35):  # a new file every 0.1 s for 3.5 s: never quiet for 0.3 s
+        write(root / f"t{n}.md")
+        if first_batch_at is None and recorder.changed():
+            first_batch_at = time.monotonic() - started
+        time.sleep(0.1)
+    assert first_batch_at is not None and first_batch_at < 3.0
+    wait_until(lambda: len(recorder.changed()) == 35)
+
+
+def test_directory_moved_in_surfaces_its_files(
+    make_watcher: WatcherFactory, root: Path, tmp_path: Path
+) -> None:
+    staging = tmp_path / "staging" / "batch"
+    (staging / "deeper").mkdir(parents=True)
+    (staging / ".cache").mkdir()
+    expected = set()
+    for n in range(10):
+        for folder in (staging, staging / "deeper"):
+            write(folder / f"{n}.md")
+            expected.add(str(root / "batch" / folder.relative_to(staging) / f"{n}.md"))
+    write(staging / ".cache" / "hidden-dir.md")
+    _, recorder = make_watcher()
+    staging.rename(root / "batch")
+    wait_until(lambda: set(recorder.changed()) >= {os.path.normpath(p) for p in expected})
+    time.sleep(0.3)
+    assert sorted(recorder.changed()) == sorted(os.path.normpath(p) for p in expected)
+
+
+def test_directory_moved_away_is_reported_as_gone_dir(
+    make_watcher: WatcherFactory, root: Path, tmp_path: Path
+) -> None:
+    folder = root / "2024"
+    folder.mkdir()
+    write(folder / "a.md")
+    _, recorder = make_watcher()
+    folder.rename(tmp_path / "elsewhere")
+    wait_until(lambda: str(folder) in recorder.gone_dirs())
+    assert recorder.changed() == []
+
+
+def test_hidden_and_editor_files_are_ignored(make_watcher: WatcherFactory, root: Path) -> None:
+    (root / ".git").mkdir()
+    _, recorder = make_watcher()
+    for name in (".hidden.md", "a.md.swp", "a.md~", "#a.md#", "a.md.tmp", ".git/inside.md"):
+        write(root / name)
+    visible = root / "visible.md"
+    write(visible)
+    wait_until(lambda: str(visible) in recorder.changed())
+    time.sleep(0.5)
+    assert recorder.changed() == [str(visible)]
+
+
+def test_failing_on_batch_does_not_stop_later_batches(
+    make_watcher: WatcherFactory, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder(fail_first=True)
+    make_watcher(recorder=recorder)
+    write(root / "first.md")
+    wait_until(lambda: recorder.calls >= 1)
+    write(root / "second.md")
+    wait_until(lambda: str(root / "second.md") in recorder.changed())
+    assert any(r.name == "feeds.watch" and r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_stop_flushes_pending_changes_and_ends_the_worker(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    watcher, recorder = make_watcher(debounce=30)
+    article = root / "a.md"
+    write(article)
+    wait_until(lambda: watcher.pending == 1)
+    assert recorder.changed() == []  # held back by the long debounce
+    started = time.monotonic()
+    watcher.stop()
+    assert time.monotonic() - started < 2
+    assert recorder.changed() == [str(article)]
+    assert WORKER_THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+
+
+def test_missing_root_is_skipped_with_a_warning(
+    make_watcher: WatcherFactory, root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "not-yet"
+    _, recorder = make_watcher(roots=[missing, root])
+    assert any(str(missing) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    write(root / "a.md")
+    wait_until(lambda: str(root / "a.md") in recorder.changed())
+
+
+def test_symlinked_root_reports_paths_below_the_link(
+    make_watcher: WatcherFactory, root: Path, tmp_path: Path
+) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(root, target_is_directory=True)
+    _, recorder = make_watcher(roots=[link])
+    write(root / "a.md")
+    wait_until(lambda: str(link / "a.md") in recorder.changed())
+
+
+def test_watchdog_overflow_sets_the_flag_until_consumed(make_watcher: WatcherFactory) -> None:
+    watcher, _ = make_watcher()
+    assert not watcher.overflowed
+    # The record watchdog's inotify backend logs when the kernel queue overflows.
+    logging.getLogger("watchdog.observers.inotify_c").warning(
+        "Inotify queue overflowed; filesystem events were lost"
+    )
+    assert watcher.overflowed
+    assert watcher.overflowed  # reading does not reset it
+    assert watcher.consume_overflow()
+    assert not watcher.overflowed
