@@ -20,6 +20,7 @@ from typing import Any
 from feeds.errors import StoreError
 from feeds.model import FeedItem, FeedKey, TopicMatch
 from feeds.store.codec import decode_article
+from feeds.store.outbox import OutboxMixin
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -81,6 +82,28 @@ MIGRATIONS: tuple[str, ...] = (
         count INTEGER NOT NULL DEFAULT 1
     );
     """,
+    # 2: the webhook alert outbox (feeds.store.outbox)
+    """
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        webhook TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL,
+        window_start INTEGER NOT NULL,
+        next_attempt INTEGER NOT NULL,
+        lease_until INTEGER,
+        last_error TEXT,
+        delivered_at INTEGER,
+        digest_id TEXT
+    );
+    CREATE INDEX alert_outbox_queue ON alert_outbox (webhook, id) WHERE status = 'pending';
+    CREATE INDEX alert_outbox_status ON alert_outbox (status, id);
+    """,
 )
 
 
@@ -138,7 +161,7 @@ class ItemListing:
     removed: bool
 
 
-class SQLiteStore:
+class SQLiteStore(OutboxMixin):
     """One connection, guarded by a lock: one writer, short reads."""
 
     def __init__(self, path: Path) -> None:

@@ -1,0 +1,208 @@
+"""End-to-end: the real service process, real watchdog events, real HTTP on a free port."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from tests.conftest import ROOT, hexo_post, jekyll_post, write
+from tests.service_process import ServiceProcess, wait_for, write_config
+
+pytestmark = pytest.mark.slow
+BSE = ["北交所今日发布新规，进一步优化发行上市审核流程，提高审核效率与透明度，支持创新型中小企业。"]
+OTHER = ["人民银行今日开展100亿元7天期逆回购操作，中标利率持平，维护银行体系流动性合理充裕。"]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[ServiceProcess]:
+    running = ServiceProcess(write_config(tmp_path)).wait_ready()
+    yield running
+    running.kill()
+
+
+def titles(service: ServiceProcess, path: str) -> list[str]:
+    response = service.get(path)
+    assert response.status_code == 200
+    parsed = feedparser.parse(response.content)
+    assert parsed.bozo == 0
+    return [entry.title for entry in parsed.entries]
+
+
+def stored_items(tmp_path: Path) -> list[dict[str, object]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "feeds", "items", "--json", "--config", str(tmp_path / "feeds.toml")],  # noqa: E501
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_new_modified_moved_and_deleted_files(service: ServiceProcess, tmp_path: Path) -> None:
+    articles = tmp_path / "articles"
+    path = write(articles / "a.md", hexo_post("北交所发布新规", BSE))
+    wait_for(lambda: titles(service, "/topics/beijiaosuo.atom") == ["北交所发布新规"], what="new")
+    write(path, hexo_post("北交所发布新规", [*BSE, "新三板同步调整。"]))
+    wait_for(lambda: titles(service, "/topics/xinsanban.rss") == ["北交所发布新规"], what="edit")
+    (articles / "moved").mkdir()
+    shutil.move(path, articles / "moved" / "a.md")
+    wait_for(
+        lambda: [i["paths"] for i in stored_items(tmp_path)] == [[str(articles / "moved/a.md")]],
+        what="move",
+    )
+    assert titles(service, "/all.atom") == ["北交所发布新规"]
+    (articles / "moved" / "a.md").unlink()
+    wait_for(lambda: titles(service, "/all.rss") == [], what="delete")
+    assert titles(service, "/topics/beijiaosuo.rss") == []
+
+
+def test_rewrite_without_change_keeps_the_etag(service: ServiceProcess, tmp_path: Path) -> None:
+    path = write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE))
+    wait_for(lambda: titles(service, "/topics/beijiaosuo.atom") == ["北交所发布新规"], what="item")
+    etag = service.get("/topics/beijiaosuo.atom").headers["etag"]
+    write(path, path.read_text("utf-8"), mtime=2_000_000_000)  # same content, new mtime
+    # a second, unrelated file tells us when the service has handled the rewrite's batch
+    write(tmp_path / "articles" / "marker.md", jekyll_post("央行逆回购", OTHER))
+    wait_for(lambda: "央行逆回购" in titles(service, "/all.atom"), what="marker")
+    assert service.get("/topics/beijiaosuo.atom").headers["etag"] == etag
+
+
+def test_conditional_get_gzip_and_traversal(service: ServiceProcess, tmp_path: Path) -> None:
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE))
+    wait_for(lambda: titles(service, "/all.rss") == ["北交所发布新规"], what="item")
+    first = service.get("/all.rss")
+    assert first.headers["content-type"] == "application/rss+xml; charset=utf-8"
+    assert service.get("/all.rss", **{"If-None-Match": first.headers["etag"]}).status_code == 304
+    since = first.headers["last-modified"]
+    assert service.get("/all.rss", **{"If-Modified-Since": since}).status_code == 304
+    zipped = service.get("/all.rss", **{"Accept-Encoding": "gzip"})
+    assert zipped.headers.get("content-encoding") == "gzip"
+    assert zipped.content == first.content  # httpx decodes; the bytes match the original
+    for attack in ("/../feeds.toml", "/%2e%2e/feeds.toml", "/topics/..%2f..%2ffeeds.toml"):
+        with socket_get(service.port, attack) as status:
+            assert status == 404
+    assert service.get("/topics/").status_code == 404
+
+
+class socket_get:
+    """Send a raw request line (httpx would normalize the path) and return the status."""
+
+    def __init__(self, port: int | None, path: str) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port or 0), timeout=5)
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        self.status = int(self.sock.recv(64).split()[1])
+
+    def __enter__(self) -> int:
+        return self.status
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def test_burst_of_2000_files(service: ServiceProcess, tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    for n in range(2000):
+        text = jekyll_post(
+            f"批量消息{n}", [f"第{n}条：北交所公司公告，第{n}期项目顺利推进。"], link=None
+        )
+        write(staging / f"2024-05-14-{n}.md", text)
+    os.rename(staging, tmp_path / "articles" / "burst")  # dropped at once
+    wait_for(lambda: service.health()["items"] == 2000, timeout=120, what="2000 items")
+    code, _ = service.stop()
+    assert code == 0
+    items = stored_items(tmp_path)
+    assert len(items) == 2000
+    assert len({i["id"] for i in items}) == 2000
+    assert sorted(len(i["paths"]) for i in items) == [1] * 2000  # type: ignore[arg-type]
+
+
+def test_sigterm_exits_zero_quickly(service: ServiceProcess) -> None:
+    code, seconds = service.stop(signal.SIGTERM)
+    assert code == 0
+    assert seconds < 10
+    assert any("stopped" in line for line in service.log)
+
+
+def test_kill9_during_ingest_then_restart_is_consistent(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    for n in range(1500):
+        text = hexo_post(f"崩溃测试{n}", [f"第{n}条消息：某公司披露第{n}号公告，业务进展正常。"])
+        write(tmp_path / "articles" / f"{n}.md", text)
+    first = ServiceProcess(config)
+    wait_for(lambda: first.port is not None, what="port")
+    wait_for(lambda: stored_count(tmp_path) > 0, what="the first committed chunk")
+    first.proc.send_signal(signal.SIGKILL)  # mid-ingest: chunks of 256 files per transaction
+    first.proc.wait(timeout=10)
+    with sqlite3.connect(tmp_path / "state" / "feeds.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for path in (tmp_path / "output").rglob("*.rss"):
+        assert feedparser.parse(path.read_bytes()).bozo == 0
+    second = ServiceProcess(config).wait_ready(timeout=90)
+    assert second.health()["items"] == 1500
+    code, _ = second.stop()
+    assert code == 0
+    items = stored_items(tmp_path)
+    assert len(items) == 1500 and len({i["title"] for i in items}) == 1500
+
+
+def stored_count(tmp_path: Path) -> int:
+    try:
+        with sqlite3.connect(tmp_path / "state" / "feeds.db", timeout=1) as db:
+            return int(db.execute("SELECT count(*) FROM files").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_restart_does_not_reread_unchanged_files(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE))
+    first = ServiceProcess(config).wait_ready()
+    assert first.stop()[0] == 0
+    output = {p: p.stat().st_mtime_ns for p in (tmp_path / "output").rglob("*") if p.is_file()}
+    second = ServiceProcess(config).wait_ready()
+    metrics = second.get("/metrics").text
+    assert second.stop()[0] == 0
+    assert "feeds_files_seen_total 1.0" in metrics  # stat says unchanged: counted, not read
+    assert "feeds_items_new_total 0.0" in metrics
+    assert {p: p.stat().st_mtime_ns for p in output} == output
+
+
+def test_health_and_metrics(service: ServiceProcess) -> None:
+    health = service.health()
+    assert health["status"] == "ok" and health["files_pending"] == 0
+    assert health["alert_backlog"] == 0
+    metrics = service.get("/metrics").text
+    assert "feeds_ingest_seconds_bucket" in metrics
+
+
+def test_gzip_body_is_really_gzip(service: ServiceProcess) -> None:
+    import httpx
+
+    with httpx.stream("GET", service.url("/index.html"), headers={"Accept-Encoding": "gzip"}) as r:
+        raw = b"".join(r.iter_raw())
+    assert gzip.decompress(raw).startswith(b"<!DOCTYPE html>")
+
+
+def test_no_http_mode_still_builds(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "service.py"), "--config", str(config), "--no-http"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (tmp_path / "output" / "topics" / "beijiaosuo.atom").exists(), what="out")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
