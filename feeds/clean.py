@@ -26,6 +26,7 @@ from markdown_it import MarkdownIt
 
 from feeds.config import CleanupRules
 from feeds.model import CleanBody
+from feeds.text import xml_safe
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,10 @@ _WRAPPERS = frozenset({"span", "font"})
 _MISNESTED_VOIDS = frozenset({"embed", "source", "track", "wbr", "keygen", "command"})
 _NAV_SEPARATORS = " \t\n\r\xa0\u3000|｜/·-"
 _NAV_TEXT_MAX = 20
+MAX_DEPTH = 100  # elements nested deeper are reduced to their text (no article needs this)
 _CLOSING_LINES = 3  # how many final text blocks may hold the "（文章来源：X）" line
 
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>", re.IGNORECASE)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")  # browsers ignore these inside a scheme
 _WHITESPACE = re.compile(r"\s+")
@@ -199,7 +202,7 @@ def markdown_to_html(text: str) -> str:
 def html_to_text(html: str) -> str:
     """Plain text of any HTML: one line per block, whitespace collapsed, nothing unsafe."""
     try:
-        return _sanitized_to_text(_SANITIZER.clean(html))
+        return _sanitized_to_text(_SANITIZER.clean(xml_safe(html)))
     except Exception:  # never fail on garbage
         log.warning("html_to_text failed", exc_info=True)
         return ""
@@ -219,16 +222,24 @@ def summarize(text: str, limit: int) -> str:
 
 def clean_body(html: str, rules: CleanupRules, *, base_url: str | None = None) -> CleanBody:
     """Boilerplate-free, sanitized HTML with its text, lead image, original link, source line."""
-    if not html or not html.strip():
-        return EMPTY
     try:
-        return _clean(html, _compile_rules(rules), _usable_base(base_url))
+        markup = _prepared(html)
+        if not markup.strip():
+            return EMPTY
+        return _clean(markup, _compile_rules(rules), _usable_base(base_url))
     except Exception:  # a body must never stop a build
         log.warning("clean_body failed; body dropped", exc_info=True)
         return EMPTY
 
 
 # --- the passes ----------------------------------------------------------------------------
+
+
+def _prepared(html: str) -> str:
+    """Markup lxml takes without complaint (and bs4 without warnings, which tests make errors)."""
+    markup = _XML_DECLARATION.sub("", xml_safe(html), count=1)
+    # bs4 warns that short markup without "<" or newline looks like a file name or URL.
+    return markup if "<" in markup or "\n" in markup else markup + "\n"
 
 
 def _clean(html: str, rules: _Rules, base_url: str | None) -> CleanBody:
@@ -251,15 +262,22 @@ def _clean(html: str, rules: _Rules, base_url: str | None) -> CleanBody:
 def _pass_drop(root: Tag, selectors: _Selectors, base_url: str | None) -> _Tree:
     """Pass A, depth first without recursion; a removed element's subtree is never visited."""
     tree = _Tree()
-    stack: list[PageElement] = list(reversed(root.contents))
+    stack: list[tuple[PageElement, int]] = [(child, 1) for child in reversed(root.contents)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         if isinstance(node, Tag):
-            if _visit(node, selectors, base_url, tree, root):
-                stack.extend(reversed(node.contents))
+            if depth > MAX_DEPTH:
+                _flatten(node)
+            elif _visit(node, selectors, base_url, tree, root):
+                stack.extend((child, depth + 1) for child in reversed(node.contents))
         elif isinstance(node, PreformattedString):  # comments, doctype, CDATA, PIs
             node.extract()
     return tree
+
+
+def _flatten(node: Tag) -> None:
+    """Absurdly deep markup becomes its text: the sanitizer is quadratic in nesting depth."""
+    node.replace_with(NavigableString(node.get_text()))
 
 
 def _visit(node: Tag, selectors: _Selectors, base_url: str | None, tree: _Tree, root: Tag) -> bool:
