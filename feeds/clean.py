@@ -47,6 +47,7 @@ ALLOWED_ATTRIBUTES = {
     "img": frozenset({"src", "alt", "title", "width", "height"}),
 }
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
+_IMAGE_EXTRAS = tuple(sorted(ALLOWED_ATTRIBUTES["img"] - {"src"}))
 # Removed together with everything inside them, by pass A and again by the sanitizer.
 DROPPED_WITH_CONTENT = frozenset(
     {
@@ -214,8 +215,8 @@ def summarize(text: str, limit: int) -> str:
     if len(flat) <= limit:
         return flat
     if limit <= 1:
-        return "…"[: max(limit, 0)]
-    budget = limit - 1
+        return "…" if limit == 1 else ""
+    budget = limit - 1  # room for the ellipsis
     head = _cut_at_boundary(flat[:budget], minimum=budget // 2)
     return head.rstrip(" ，、,：:") + "…"
 
@@ -360,6 +361,8 @@ def _is_boilerplate(
 def _autolink(block: Tag, text: str) -> str | None:
     """The URL of a block that is nothing but one link showing its own address."""
     link = _sole_child_tag(block)
+    while link is not None and link.name == _UNWRAP:  # <span><a …>…</a></span>
+        link = _sole_child_tag(link)
     if link is None or link.name != "a":
         return None
     href = _attr_text(link.get("href"))
@@ -485,7 +488,7 @@ def _fix_image(img: Tag, base_url: str | None, tree: _Tree, root: Tag) -> None:
     if url is None or not url.lower().startswith(("http://", "https://")):
         img.decompose()
         return
-    kept = {name: _attr_text(img.get(name)) for name in ("alt", "title", "width", "height")}
+    kept = {name: _attr_text(img.get(name)) for name in _IMAGE_EXTRAS}
     img.attrs = {"src": url}
     for name, value in kept.items():
         if value:
