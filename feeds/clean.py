@@ -544,14 +544,17 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+_CLOSES_SENTENCE = frozenset("。！？；…」』”’）)】.!?;")
+
+
 def _join_lines(text: str) -> str:
-    """One line of text; a space between lines only where one side is not CJK."""
+    """One line of text; lines that do not end a sentence (captions, headings) keep a space."""
     joined = ""
     for line in text.split("\n"):
         line = _collapse(line)
         if not line:
             continue
-        if joined and (joined[-1].isascii() or line[0].isascii()):
+        if joined and joined[-1] not in _CLOSES_SENTENCE:
             joined += " "
         joined += line
     return joined

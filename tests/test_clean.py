@@ -548,7 +548,8 @@ SUMMARIES = [
     ("clause-boundary", "甲乙丙丁戊己庚辛，壬癸子丑寅卯辰巳午未申酉", 15, "甲乙丙丁戊己庚辛…"),
     ("hard-cut", "甲" * 30, 10, "甲" * 9 + "…"),
     ("english-words", "The index rose sharply in early trading today", 20, "The index rose…"),
-    ("lines-joined", "第一行\n第二行\nthird line", 100, "第一行第二行 third line"),
+    ("lines-joined", "第一句。\n第二句！\nthird line", 100, "第一句。第二句！third line"),
+    ("caption-kept-apart", "某某制图\n正文第一句。", 100, "某某制图 正文第一句。"),
     ("zero", LONG, 0, ""),
     ("one", LONG, 1, "…"),
 ]
