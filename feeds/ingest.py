@@ -68,6 +68,9 @@ class Ingestor:
         self.keep_deleted = keep_deleted
         self.on_event = on_event
         self.now = now
+        # After a config change every file is re-read: unchanged stories still need their
+        # stored article, topics and feeds brought up to date with the new rules.
+        self.refresh_unchanged = False
 
     def apply(self, processed: Sequence[Processed], gone: Sequence[str]) -> BatchReport:
         report = BatchReport()
@@ -96,8 +99,11 @@ class Ingestor:
         fp, key = fingerprint(article), body_key(article)
         old = self.store.file(stamp.path)
         if old is not None and old.fingerprint == fp:
-            self.store.touch_file(stamp.path, stamp.size, stamp.mtime_ns)
-            if not old.present:
+            if self.refresh_unchanged:
+                self._store_file(stamp, article, old.item_id, fp, key)
+            else:
+                self.store.touch_file(stamp.path, stamp.size, stamp.mtime_ns)
+            if self.refresh_unchanged or not old.present:
                 self._refresh(old.item_id, report, content_changed=False)
             report.unchanged += 1
             return
@@ -106,14 +112,7 @@ class Ingestor:
         created = owner is None
         item_id = owner or new_item_id(fp)
         joined_other = self._joins_live_item(item_id, old)
-        row = FileRow(
-            stamp.path, stamp.size, stamp.mtime_ns, True, item_id, fp, quality(article),
-            article.source_slug, article.source_name,
-        )  # fmt: skip
-        self.store.put_file(
-            row, body_key=key, published=article.published, article=encode_article(article)
-        )
-        self.store.remember_keys(item_id, fp, key)
+        self._store_file(stamp, article, item_id, fp, key)
         if old is not None and old.item_id != item_id:
             self._refresh(old.item_id, report, content_changed=False)
         kind = self._refresh(item_id, report, content_changed=True, created=created)
@@ -125,6 +124,17 @@ class Ingestor:
             report.updated += 1
         else:
             report.unchanged += 1
+
+    def _store_file(
+        self, stamp: FileStamp, article: Article, item_id: str, fp: str, key: str | None
+    ) -> None:
+        row = FileRow(
+            stamp.path, stamp.size, stamp.mtime_ns, True, item_id, fp, quality(article),
+            article.source_slug, article.source_name,
+        )  # fmt: skip
+        encoded = encode_article(article)
+        self.store.put_file(row, body_key=key, published=article.published, article=encoded)
+        self.store.remember_keys(item_id, fp, key)
 
     def _joins_live_item(self, item_id: str, old: FileRow | None) -> bool:
         members = [m for m in self.store.members(item_id) if m.present]

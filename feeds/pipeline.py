@@ -174,7 +174,11 @@ class Pipeline:
         """Scan every root, ingest what changed, render what became dirty."""
         scan = self.scan()
         progress = progress_factory(len(scan.changed)) if progress_factory else None
-        batch = self.ingest([s.path for s in scan.changed], scan.gone, progress)
+        self.ingestor.refresh_unchanged = self.forced
+        try:
+            batch = self.ingest([s.path for s in scan.changed], scan.gone, progress)
+        finally:
+            self.ingestor.refresh_unchanged = False
         batch.unchanged += scan.unchanged
         batch.seen += scan.unchanged
         self._after_full_scan()

@@ -252,17 +252,16 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
     reload_requested = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            reload_requested.set()
-        stop.set()
+        (reload_requested if signum == signal.SIGHUP else stop).set()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     service.start(host=host, port=port, http=http)
-    while not stop.wait(1.0):
-        pass
-    if reload_requested.is_set() and not _config_reloadable(args):
-        reload_requested.clear()
+    while not stop.wait(0.2):
+        if reload_requested.is_set():
+            if _config_reloadable(args):
+                break
+            reload_requested.clear()
     service.stop()
     if reload_requested.is_set():
         log.info("reloading configuration (SIGHUP): restarting in place")

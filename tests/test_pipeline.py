@@ -12,6 +12,7 @@ import pytest
 
 from feeds.config import Config
 from feeds.store import open_store
+from tests.conftest import TOPICS as TOPICS_FOR_TEST
 from tests.conftest import build, hexo_post, jekyll_post, write
 
 STORY = [
@@ -254,3 +255,28 @@ def test_parallel_and_serial_builds_write_the_same_bytes(
     assert {k: v[0] for k, v in output_files(serial).items()} == {
         k: v[0] for k, v in output_files(parallel).items()
     }
+
+
+def test_new_topic_in_config_classifies_existing_items(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(make_config())
+    topics = [*TOPICS_FOR_TEST, {"name": "指数", "slug": "zhishu", "keywords": ["指数"]}]
+    config = make_config(topics=topics)
+    report = build(config)
+    assert report.batch.new == 0 and report.batch.updated == 0
+    assert [e.title for e in entries(config, "topics/zhishu.atom")] == ["北证50指数创年内新高"]
+    (item,) = items(config)
+    assert "zhishu" in item["topics"]  # type: ignore[operator]
+
+
+def test_cleanup_rule_change_rewrites_stored_content(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", [*STORY, "本文仅供参考。"]))
+    build(make_config())
+    config = make_config(cleanup={"remove_text": ["^本文仅供参考"]})
+    build(config)
+    (entry,) = entries(config, "all.atom")
+    assert "本文仅供参考" not in entry.content[0].value

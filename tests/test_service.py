@@ -206,3 +206,29 @@ def test_no_http_mode_still_builds(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_sighup_reloads_the_config_and_ignores_a_broken_one(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE))
+    service = ServiceProcess(config).wait_ready()
+    try:
+        pid = service.proc.pid
+        config.write_text(
+            config.read_text("utf-8")
+            + '[[topics]]\nname = "审核"\nslug = "shenhe"\nkeywords = ["审核"]\n',
+            "utf-8",
+        )
+        service.port = None
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: service.port is not None, what="restart after SIGHUP")
+        service.wait_ready()
+        assert service.proc.pid == pid  # restarted in place
+        assert titles(service, "/topics/shenhe.atom") == ["北交所发布新规"]
+        config.write_text("this is [not toml", "utf-8")
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: any("SIGHUP ignored" in line for line in service.log), what="refusal")
+        assert service.get("/topics/shenhe.atom").status_code == 200
+        assert service.proc.poll() is None
+    finally:
+        assert service.stop()[0] == 0
