@@ -158,7 +158,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from feeds.log import setup_logging
 
     config = _config(args)
-    setup_logging(args.log_level or config.service.log_level, config.service.log_format)
+    level = getattr(args, "log_level", None) or config.service.log_level
+    setup_logging(level, config.service.log_format)
     with _opened(config) as store, httpx.Client() as client:
         report = Deliverer(config, store, client).deliver_due()
         backlog = store.alert_backlog()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from feeds.alerts_cli import register as register_alerts
 from feeds.config import Config, ConfigError, load_config
 from feeds.errors import FeedsError, OutputError, StoreError
 from feeds.log import setup_logging
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(errors)
     errors.add_argument("--json", action="store_true", help="one JSON object per line")
     errors.set_defaults(func=cmd_errors)
+
+    register_alerts(sub)
 
     run = sub.add_parser("run", help="run the service: watch, schedule, serve")
     add_service_arguments(run)

@@ -224,12 +224,18 @@ ENV_PREFIX = "FEEDS_"
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``FEEDS_OUTPUT=/srv/feeds`` or ``FEEDS_SERVER__PORT=9000`` -> nested dict of strings."""
+    """``FEEDS_OUTPUT=/srv/feeds`` or ``FEEDS_SERVER__PORT=9000`` -> nested dict of strings.
+
+    Only names whose first part is a config key count, so ``FEEDS_HOOK_SECRET`` can hold a
+    secret referenced as ``env:FEEDS_HOOK_SECRET``.
+    """
     result: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in ("FEEDS_CONFIG",):
+        if not name.startswith(ENV_PREFIX):
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if keys[0] not in Config.model_fields:
+            continue
         target = result
         for key in keys[:-1]:
             target = target.setdefault(key, {})

@@ -214,6 +214,8 @@ class Ingestor:
         return max(edited, previous + timedelta(seconds=1))
 
     def _emit(self, event: ItemEvent, report: BatchReport) -> None:
+        if self.refresh_unchanged and event.kind == "item.updated":
+            return  # a config change re-read everything: new rules are not news
         report.events.append(event)
         if self.on_event is not None:
             self.on_event(self.store, event)

@@ -27,7 +27,7 @@ from feeds.errors import FeedsError
 from feeds.ingest import BatchReport, EventSink
 from feeds.log import setup_logging
 from feeds.outputs import RenderReport
-from feeds.pipeline import Pipeline
+from feeds.pipeline import BuildReport, Pipeline
 from feeds.server import Health, ServerThread, create_app
 from feeds.store import Store, open_store
 from feeds.watch import ArticleWatcher, Batch
@@ -112,13 +112,13 @@ class Service:
         below = {p for folder in batch.gone_dirs for p in self.store.paths_under(folder)}
         gone = sorted((below | batch.gone) - batch.changed)
 
-        def run() -> Any:
+        def run() -> BuildReport:
             report = self.pipeline.ingest(sorted(batch.changed), gone)
-            return report, self.pipeline.render()
+            return BuildReport(batch=report, render=self.pipeline.render())
 
         self._timed("watch", run)
 
-    def _timed(self, trigger: str, work: Callable[[], Any]) -> None:
+    def _timed(self, trigger: str, work: Callable[[], BuildReport]) -> None:
         started = time.perf_counter()
         with self._lock:
             try:
@@ -131,7 +131,7 @@ class Service:
                 self.state.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("%s failed", trigger)
                 return
-        batch, render = (result.batch, result.render) if hasattr(result, "batch") else result
+        batch, render = result.batch, result.render
         self.metrics.record(batch, render)
         self.metrics.build_seconds.labels(trigger).observe(time.perf_counter() - started)
         if trigger == "rescan":

@@ -129,3 +129,11 @@ def test_readme_quickstart_config_builds_the_bundled_examples(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "files rejected 1" in result.stdout  # the deliberately broken example
     assert (tmp_path / "out" / "topics" / "beijiaosuo.atom").exists()
+
+
+def test_unrelated_feeds_variables_are_not_config(tmp_path: Path) -> None:
+    from feeds.config import load_config
+
+    env = {"FEEDS_HOOK_SECRET": "s3cret", "FEEDS_SERVER__PORT": "9001", "FEEDS_CONFIG": "x"}
+    config = load_config(None, environ=env)
+    assert config.server.port == 9001

@@ -1,0 +1,50 @@
+"""Alert wiring for the service: the ingest sink, the delivery job, the backlog for /healthz."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import Counter
+
+from feeds.alerts import AlertPlanner
+from feeds.config import Config
+from feeds.delivery import Deliverer
+from feeds.store import Store
+
+DELIVERY_INTERVAL_SECONDS = 5
+
+
+class AlertHooks:
+    """One Deliverer and one HTTP client for the service's life (the rate budget is in memory)."""
+
+    def __init__(self, config: Config, store: Store, deliveries: Counter) -> None:
+        self.store = store
+        self.sink = AlertPlanner(config)
+        self.client = httpx.Client(follow_redirects=False)
+        self.deliverer = Deliverer(
+            config,
+            store,
+            self.client,
+            on_result=lambda result, count: deliveries.labels(result).inc(count),
+        )
+        self._scheduler: BackgroundScheduler | None = None
+
+    def deliver(self) -> None:
+        self.deliverer.deliver_due()
+
+    def schedule(self, scheduler: BackgroundScheduler) -> None:
+        self._scheduler = scheduler
+        scheduler.add_job(self.deliver, "interval", seconds=DELIVERY_INTERVAL_SECONDS, id="alerts")
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next tick: new items just arrived."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.modify_job("alerts", next_run_time=datetime.now(UTC))
+
+    def backlog(self) -> int:
+        return self.store.alert_backlog()
+
+    def close(self) -> None:
+        self.client.close()

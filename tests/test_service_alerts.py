@@ -1,0 +1,86 @@
+"""Alerts through the real service process: exactly once, across SIGKILL and a receiver outage."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.alert_helpers import Receiver
+from tests.conftest import hexo_post, write
+from tests.service_process import ServiceProcess, wait_for, write_config
+
+pytestmark = pytest.mark.slow
+SECRET = "test-secret-为了签名"
+
+
+def story(n: int, topic: str = "北交所") -> str:
+    return hexo_post(
+        f"{topic}第{n}号消息", [f"{topic}今日公告第{n}号事项，相关公司进展顺利，成交额明显放大。"]
+    )
+
+
+def webhook_config(tmp_path: Path, receiver: Receiver) -> Path:
+    extra = f"""
+[[webhooks]]
+name = "bse-desk"
+url = "{receiver.url()}"
+format = "json"
+secret = "env:FEEDS_TEST_SECRET"
+topics = ["beijiaosuo"]
+"""
+    return write_config(tmp_path, extra)
+
+
+def test_alerts_are_delivered_once_despite_kill9_and_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDS_TEST_SECRET", SECRET)
+    receiver = Receiver("json", secret=SECRET)
+    config = webhook_config(tmp_path, receiver)
+    receiver.stop()  # the team chat bot is down
+    write(tmp_path / "articles" / "old.md", story(0))  # backfill: never alerts
+    first = ServiceProcess(config).wait_ready()
+    for n in range(1, 6):
+        write(tmp_path / "articles" / f"new{n}.md", story(n))
+    write(tmp_path / "articles" / "other.md", story(9, topic="央行逆回购"))
+    wait_for(lambda: first.health()["alert_backlog"] == 5, timeout=30, what="5 queued alerts")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+
+    receiver.start()  # back on the same port
+    second = ServiceProcess(config).wait_ready()
+    try:
+        wait_for(lambda: len(receiver.accepted) >= 5, timeout=90, what="5 deliveries")
+        time.sleep(3)  # anything sent twice would arrive now
+        ids = receiver.accepted_ids()
+        assert len(ids) == 5 and len(set(ids)) == 5
+        assert all(r.verified for r in receiver.accepted)
+        titles = sorted(r.json["data"]["item"]["title"] for r in receiver.accepted)
+        assert titles == [f"北交所第{n}号消息" for n in range(1, 6)]
+        wait_for(lambda: second.health()["alert_backlog"] == 0, what="empty backlog")
+    finally:
+        assert second.stop()[0] == 0
+        receiver.stop()
+
+
+def test_rewrite_and_restart_never_alert_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDS_TEST_SECRET", SECRET)
+    receiver = Receiver("json", secret=SECRET)
+    config = webhook_config(tmp_path, receiver)
+    first = ServiceProcess(config).wait_ready()
+    path = write(tmp_path / "articles" / "a.md", story(1))
+    wait_for(lambda: len(receiver.accepted) == 1, timeout=30, what="the alert")
+    write(path, path.read_text("utf-8"), mtime=2_000_000_000)  # same content again
+    write(tmp_path / "articles" / "copy.md", path.read_text("utf-8"))  # a duplicate
+    time.sleep(2)
+    assert first.stop()[0] == 0
+    second = ServiceProcess(config).wait_ready()
+    time.sleep(2)
+    assert second.stop()[0] == 0
+    assert len(receiver.received) == 1
+    receiver.stop()
