@@ -32,18 +32,12 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
-from feeds.alerts import (
-    Alert,
-    alert_from_payload,
-    digest_id,
-    format_digest,
-    format_message,
-    prepare_request,
-    sample_alert,
-    utc_now,
-)
+from feeds.alert_messages import format_digest, format_message
+from feeds.alert_payload import Alert, alert_from_payload
+from feeds.alerts import digest_id, sample_alert, utc_now
 from feeds.config import Config, ConfigError, WebhookConfig, WebhookFormat, resolve_secret
 from feeds.outputs import site_of
+from feeds.signing import prepare_request
 from feeds.store import Store
 from feeds.store.outbox import OutboxRow
 

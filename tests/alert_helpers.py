@@ -1,7 +1,7 @@
 """Test doubles for webhook delivery: a real HTTP receiver on 127.0.0.1 and a settable clock.
 
 The receiver verifies signatures itself, written from the platforms' documented algorithms
-(not from ``feeds.alerts``): Standard Webhooks (``webhook-signature``), DingTalk 加签
+(not from ``feeds.signing``): Standard Webhooks (``webhook-signature``), DingTalk 加签
 (``timestamp``/``sign`` query parameters) and Feishu 签名校验 (``timestamp``/``sign`` in the
 body). A request that fails verification is answered the way the platform would answer it.
 """
@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
-from feeds.alerts import Alert, MatchReason, alert_item, alert_payload, event_id, feed_links
+from feeds.alert_payload import Alert, MatchReason, alert_item, alert_payload, feed_links
+from feeds.alerts import event_id
 from feeds.delivery import Deliverer
 from feeds.model import Article, Site
 from feeds.store import Store

@@ -1,7 +1,7 @@
 """Alerts, the pure part: matching, event ids, payloads, byte truncation and signatures.
 
 Signatures are checked against values computed here from the documented algorithms (and the
-Standard Webhooks specification's published test vector), never against ``feeds.alerts``.
+Standard Webhooks specification's published test vector), never against ``feeds.signing``.
 """
 
 from __future__ import annotations
@@ -20,33 +20,34 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feeds.alerts import (
+from feeds.alert_messages import (
     DINGTALK_MARKDOWN_BYTES,
     FEISHU_BODY_BYTES,
     SLACK_TEXT_CHARS,
     WECOM_MARKDOWN_BYTES,
+    format_digest,
+    format_message,
+)
+from feeds.alert_payload import (
     Alert,
     MatchReason,
-    WebhookRule,
     alert_from_payload,
     alert_item,
     alert_payload,
-    dingtalk_sign,
-    dingtalk_signed_url,
     encode_body,
-    event_id,
     feed_links,
-    feishu_sign,
-    format_digest,
-    format_message,
-    prepare_request,
-    snippet,
-    standard_webhook_signature,
     truncate_utf8,
-    update_version,
 )
+from feeds.alerts import WebhookRule, event_id, snippet, update_version
 from feeds.config import WebhookConfig
 from feeds.model import Article, Site, TopicMatch
+from feeds.signing import (
+    dingtalk_sign,
+    dingtalk_signed_url,
+    feishu_sign,
+    prepare_request,
+    standard_webhook_signature,
+)
 
 ZONE = ZoneInfo("Asia/Shanghai")
 SITE = Site("https://feeds.example.org/", "财经新闻", "test")
