@@ -241,9 +241,8 @@ class AlertPlanner:
 
 
 def _item_sources(store: Store, event: ItemEvent) -> tuple[tuple[str, str], ...]:
-    present = [m for m in store.members(event.item_id) if m.present]
-    found = dict.fromkeys((m.source_slug, m.source_name) for m in present)
-    return tuple(found) or ((event.article.source_slug, event.article.source_name),)
+    found = store.item_sources(event.item_id)
+    return found or ((event.article.source_slug, event.article.source_name),)
 
 
 # --- the sample behind `feeds alerts test` ----------------------------------------------------

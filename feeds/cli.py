@@ -19,6 +19,7 @@ from feeds.store import Store, open_store
 
 DEFAULT_CONFIG = Path("config/feeds.toml")
 EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 2, 3, 4
+REISSUE_HELP = "let this run replace many stories by new ids (see dedupe.max_reissue_share)"
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +83,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.service.log_level, config.service.log_format)
     check_output_writable(config.output)
     with _store(config) as store:
-        pipeline = Pipeline(config, store, workers=args.workers)
+        pipeline = Pipeline(config, store, workers=args.workers, allow_reissue=args.allow_reissue)
         report = pipeline.sync(_progress_factory(sys.stderr))
     print_summary(report, sys.stdout)
     for path, reason in report.batch.rejected:
@@ -168,6 +169,36 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    """Stories told by more than one file, with how similar each file was when it joined."""
+    config = config_from(args)
+    with _store(config) as store:
+        for item_id, members in store.duplicate_groups():
+            item = store.item(item_id)
+            listing = [
+                {
+                    "path": m.path,
+                    "source": m.source_slug,
+                    "similarity": 1.0 if m.near_score is None else m.near_score,
+                    "match": "exact" if m.near_score is None else "near",
+                    "present": m.present,
+                }
+                for m in members
+            ]
+            if args.json:
+                group = {
+                    "id": item_id,
+                    "title": item.title if item else None,
+                    "published": item.published.isoformat() if item else None,
+                }
+                print(json.dumps(group | {"files": listing}, ensure_ascii=False))
+                continue
+            print(f"{item_id}  {item.title if item else ''}")
+            for e in listing:
+                print(f"  {e['similarity']:.2f} {e['match']:5} {e['source']}  {e['path']}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from feeds.service import run_service
 
@@ -183,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="scan article folders and write the feeds")
     add_common(build)
     build.add_argument("--workers", type=int, default=None, help="parser processes (default: CPUs)")
+    build.add_argument("--allow-reissue", action="store_true", help=REISSUE_HELP)
     build.set_defaults(func=cmd_build)
 
     check = sub.add_parser("check-config", help="validate a config file and explain problems")
@@ -200,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     errors.add_argument("--json", action="store_true", help="one JSON object per line")
     errors.set_defaults(func=cmd_errors)
 
+    duplicates = sub.add_parser("duplicates", help="list stories merged from several files")
+    add_common(duplicates)
+    duplicates.add_argument("--json", action="store_true", help="one JSON object per group")
+    duplicates.set_defaults(func=cmd_duplicates)
+
     register_alerts(sub)
 
     run = sub.add_parser("run", help="run the service: watch, schedule, serve")
@@ -215,6 +252,7 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-http", action="store_true", help="do not serve HTTP")
     parser.add_argument("--workers", type=int, default=None, help="parser processes")
     parser.add_argument("--log-format", choices=["text", "json"])
+    parser.add_argument("--allow-reissue", action="store_true", help=REISSUE_HELP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -123,6 +123,16 @@ class TopicRule(_Strict):
         return self
 
 
+class DedupeConfig(_Strict):
+    """Near-duplicate merging on top of the exact content hash."""
+
+    near: bool = True
+    threshold: float = Field(default=0.7, gt=0, le=1)  # containment of the shorter text
+    window_hours: float = Field(default=48, gt=0)  # publication times at most this far apart
+    max_candidates: int = Field(default=30, gt=0, le=1000)
+    max_reissue_share: float = Field(default=0.5, ge=0, le=1)  # identity guard, see docs
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -177,6 +187,7 @@ class Config(_Strict):
     cleanup: CleanupRules = CleanupRules()
     sources: tuple[SourceRule, ...] = ()
     topics: tuple[TopicRule, ...] = ()
+    dedupe: DedupeConfig = DedupeConfig()
     server: ServerConfig = ServerConfig()
     service: ServiceConfig = ServiceConfig()
     webhooks: tuple[WebhookConfig, ...] = ()

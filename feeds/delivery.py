@@ -24,7 +24,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
@@ -369,6 +369,7 @@ class Deliverer:
             alerts = [alert_from_payload(row.event_id, row.payload) for row in batch]
         except (ValueError, KeyError, TypeError) as exc:
             return Outcome(False, False, detail=f"unreadable outbox payload: {exc}")
+        alerts = [self._with_current_sources(alert) for alert in alerts]
         if len(alerts) == 1:
             message_id = alerts[0].id
             message = self._single(webhook, batch[0], alerts[0])
@@ -378,9 +379,19 @@ class Deliverer:
         self._spend(webhook, now)
         return post(self.client, webhook, message_id, message, now, self.environ)
 
+    def _with_current_sources(self, alert: Alert) -> Alert:
+        """A story may have gained outlets since it was queued: name every one known now."""
+        current = self.store.item_sources(alert.item.id)
+        if not current or current == alert.item.sources:
+            return alert
+        return replace(alert, item=replace(alert.item, sources=current))
+
     def _single(self, webhook: WebhookConfig, row: OutboxRow, alert: Alert) -> dict[str, Any]:
-        if webhook.format == "json":  # the stored body, byte for byte what was planned
+        if webhook.format == "json":  # the stored body as planned, with today's source list
             stored: dict[str, Any] = json.loads(row.payload)
+            item = stored.get("data", {}).get("item")
+            if isinstance(item, dict):
+                item["sources"] = [{"slug": s, "name": n} for s, n in alert.item.sources]
             return stored
         return format_message(webhook.format, alert, self.config.zone)
 

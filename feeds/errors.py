@@ -1,9 +1,10 @@
 """The exception tree. Bad input is data (``ArticleError`` is recorded, never fatal).
 
 FeedsError
-├── ConfigError            (feeds.config; a config that cannot be used)
+├── ConfigError            (in feeds.config, not a subclass: a config that cannot be used)
 ├── ArticleError(path, reason)   one file that cannot become an item
 ├── StoreError             the state database failed (a batch stops and is retried)
+├── IdentityGuardError     a run would re-issue too many item ids (nothing was changed)
 └── OutputError            the output folder cannot be written
 """
 
@@ -28,6 +29,10 @@ class ArticleError(FeedsError):
 
 class StoreError(FeedsError):
     """The state store failed; the operation can be retried."""
+
+
+class IdentityGuardError(FeedsError):
+    """A run would replace too many existing stories by new ids; it was rolled back."""
 
 
 class OutputError(FeedsError):

@@ -1,7 +1,12 @@
 """Apply a batch of processed files to the store: dedupe decisions, topics, dirty feeds.
 
 One call of ``Ingestor.apply`` is one transaction: an item, its files, its fingerprints, its
-topics, the feeds it dirties and its alert rows are written together or not at all.
+near-duplicate anchors, its topics, the feeds it dirties and its alert rows are written together
+or not at all.
+
+How a file finds its story (first match wins): the same file unchanged; any item that ever had
+this exact fingerprint; any item that ever had this body text; for a *new* path, a near-duplicate
+story published within the window; the item this path belonged to (an edit); else a new item.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from feeds.classify import TopicMatcher
+from feeds.config import DedupeConfig
 from feeds.dedupe import body_key, fingerprint, new_item_id, quality
 from feeds.errors import ArticleError
 from feeds.model import Article, FileStamp, TopicMatch
+from feeds.neardup import Shingles, shingles, similarity
 from feeds.store import FileRow, Store
 from feeds.store.codec import decode_article, encode_article
 
 log = logging.getLogger("feeds.ingest")
+HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,15 @@ class ItemEvent:
     item_id: str
     article: Article
     topics: tuple[TopicMatch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """One file after parse + normalize (+ shingles, computed where the work is parallel)."""
+
+    stamp: FileStamp
+    result: Article | ArticleError
+    shingles: Shingles | None = None
 
 
 @dataclass(slots=True)
@@ -49,8 +66,14 @@ class BatchReport:
         self.events.extend(other.events)
 
 
-Processed = tuple[FileStamp, Article | ArticleError]
 EventSink = Callable[[Store, ItemEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    item_id: str
+    created: bool
+    near_score: float | None = None
 
 
 class Ingestor:
@@ -60,12 +83,14 @@ class Ingestor:
         topics: TopicMatcher,
         *,
         keep_deleted: bool = False,
+        dedupe: DedupeConfig | None = None,
         on_event: EventSink | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.topics = topics
         self.keep_deleted = keep_deleted
+        self.dedupe = dedupe or DedupeConfig()
         self.on_event = on_event
         self.now = now
         # After a config change every file is re-read: unchanged stories still need their
@@ -75,12 +100,12 @@ class Ingestor:
     def apply(self, processed: Sequence[Processed], gone: Sequence[str]) -> BatchReport:
         report = BatchReport()
         with self.store.transaction():
-            for stamp, result in processed:
+            for item in processed:
                 report.seen += 1
-                if isinstance(result, ArticleError):
-                    self._reject(stamp, result, report)
+                if isinstance(item.result, ArticleError):
+                    self._reject(item.stamp, item.result, report)
                 else:
-                    self._accept(stamp, result, report)
+                    self._accept(item.stamp, item.result, item.shingles, report)
             for path in gone:
                 self._forget(path, report)
         return report
@@ -94,29 +119,24 @@ class Ingestor:
         ):
             log.warning("rejected %s: %s", error.path, error.reason)
 
-    def _accept(self, stamp: FileStamp, article: Article, report: BatchReport) -> None:
+    def _accept(
+        self, stamp: FileStamp, article: Article, sh: Shingles | None, report: BatchReport
+    ) -> None:
         self.store.clear_error(stamp.path)
         fp, key = fingerprint(article), body_key(article)
+        sh = sh or shingles(article.title, article.text, title_derived=article.title_derived)
         old = self.store.file(stamp.path)
         if old is not None and old.fingerprint == fp:
-            if self.refresh_unchanged:
-                self._store_file(stamp, article, old.item_id, fp, key)
-            else:
-                self.store.touch_file(stamp.path, stamp.size, stamp.mtime_ns)
-            if self.refresh_unchanged or not old.present:
-                self._refresh(old.item_id, report, content_changed=False)
-            report.unchanged += 1
+            self._unchanged(stamp, article, old, sh, report)
             return
-        owner = self.store.owner_of_fingerprint(fp) or (key and self.store.owner_of_body_key(key))
-        owner = owner or (old.item_id if old is not None else None)
-        created = owner is None
-        item_id = owner or new_item_id(fp)
-        joined_other = self._joins_live_item(item_id, old)
-        self._store_file(stamp, article, item_id, fp, key)
-        if old is not None and old.item_id != item_id:
-            self._refresh(old.item_id, report, content_changed=False)
-        kind = self._refresh(item_id, report, content_changed=True, created=created)
-        if created:
+        place = self._place(article, fp, key, sh, old)
+        joined_other = self._joins_live_item(place.item_id, old)
+        self._store_file(stamp, article, place, fp, key, sh)
+        if old is not None and old.item_id != place.item_id:
+            self._refresh(old.item_id, report)
+        edited = old is not None and old.item_id == place.item_id
+        kind = self._refresh(place.item_id, report, edited=edited, created=place.created)
+        if place.created:
             report.new += 1
         elif joined_other:
             report.merged += 1
@@ -125,20 +145,75 @@ class Ingestor:
         else:
             report.unchanged += 1
 
+    def _unchanged(
+        self, stamp: FileStamp, article: Article, old: FileRow, sh: Shingles, report: BatchReport
+    ) -> None:
+        if self.refresh_unchanged:
+            place = _Placement(old.item_id, False, old.near_score)
+            self._store_file(stamp, article, place, old.fingerprint, body_key(article), sh)
+        else:
+            self.store.touch_file(stamp.path, stamp.size, stamp.mtime_ns)
+        if self.refresh_unchanged or not old.present:
+            self._refresh(old.item_id, report)
+        report.unchanged += 1
+
+    def _place(
+        self, article: Article, fp: str, key: str | None, sh: Shingles, old: FileRow | None
+    ) -> _Placement:
+        """Which story this content belongs to (see the module docstring for the order)."""
+        owner = self.store.owner_of_fingerprint(fp) or (key and self.store.owner_of_body_key(key))
+        if owner:
+            return _Placement(owner, False)
+        if old is None and self.dedupe.near:
+            near = self._near_story(article, sh)
+            if near is not None:
+                return near
+        if old is not None:
+            return _Placement(old.item_id, False)
+        return _Placement(new_item_id(fp), True)
+
+    def _near_story(self, article: Article, sh: Shingles) -> _Placement | None:
+        window = timedelta(hours=self.dedupe.window_hours)
+        best: tuple[float, str] | None = None
+        for item_id in self.store.items_by_anchors(sh.anchors, self.dedupe.max_candidates):
+            item = self.store.item(item_id)
+            if item is None or abs(item.published - article.published) > window:
+                continue
+            score = max((self._similarity(m, sh) for m in self._live(item_id)), default=0.0)
+            if score >= self.dedupe.threshold and (best is None or score > best[0]):
+                best = (score, item_id)
+        return None if best is None else _Placement(best[1], False, round(best[0], 4))
+
+    def _similarity(self, member: FileRow, sh: Shingles) -> float:
+        blob = self.store.file_article(member.path)
+        if blob is None:
+            return 0.0
+        other = decode_article(blob)
+        return similarity(sh, shingles(other.title, other.text, title_derived=other.title_derived))
+
+    def _live(self, item_id: str) -> list[FileRow]:
+        return [m for m in self.store.members(item_id) if m.present]
+
     def _store_file(
-        self, stamp: FileStamp, article: Article, item_id: str, fp: str, key: str | None
+        self,
+        stamp: FileStamp,
+        article: Article,
+        place: _Placement,
+        fp: str,
+        key: str | None,
+        sh: Shingles,
     ) -> None:
         row = FileRow(
-            stamp.path, stamp.size, stamp.mtime_ns, True, item_id, fp, quality(article),
-            article.source_slug, article.source_name,
+            stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, quality(article),
+            article.source_slug, article.source_name, article.published, place.near_score,
         )  # fmt: skip
-        encoded = encode_article(article)
-        self.store.put_file(row, body_key=key, published=article.published, article=encoded)
-        self.store.remember_keys(item_id, fp, key)
+        self.store.put_file(row, body_key=key, article=encode_article(article))
+        self.store.remember_keys(place.item_id, fp, key)
+        if self.dedupe.near:
+            self.store.add_anchors(place.item_id, sh.anchors)
 
     def _joins_live_item(self, item_id: str, old: FileRow | None) -> bool:
-        members = [m for m in self.store.members(item_id) if m.present]
-        return any(old is None or m.path != old.path for m in members)
+        return any(old is None or m.path != old.path for m in self._live(item_id))
 
     def _forget(self, path: str, report: BatchReport) -> None:
         self.store.clear_error(path)
@@ -149,12 +224,12 @@ class Ingestor:
             self.store.tombstone_file(path)
             return
         self.store.delete_file(path)
-        self._refresh(old.item_id, report, content_changed=False)
+        self._refresh(old.item_id, report)
 
     # -- one item --------------------------------------------------------------------------
 
     def _refresh(
-        self, item_id: str, report: BatchReport, *, content_changed: bool, created: bool = False
+        self, item_id: str, report: BatchReport, *, edited: bool = False, created: bool = False
     ) -> str | None:
         """Re-derive an item from its member files; returns the event kind, if any."""
         previous = self.store.item(item_id)
@@ -174,15 +249,16 @@ class Ingestor:
         blob = self.store.file_article(rep.path)
         assert blob is not None
         article = decode_article(blob)
-        first_seen = self.now()
         updated = article.updated or article.published
         kind: str | None = "item.new" if created else None
         if previous is not None:
-            if previous.fingerprint != rep.fingerprint:
-                updated = self._moved_updated(previous.updated, rep, article)
-                kind = "item.updated" if content_changed and not previous.removed else None
-            else:
-                updated = previous.updated
+            changed = previous.fingerprint != rep.fingerprint or edited
+            updated = (
+                self._moved_updated(previous.updated, rep, article)
+                if changed
+                else (previous.updated)
+            )
+            kind = "item.updated" if changed and edited and not previous.removed else None
         topics = self.topics.match(
             title=article.title,
             summary=article.summary,
@@ -193,12 +269,12 @@ class Ingestor:
             item_id,
             rep_path=rep.path,
             fingerprint=rep.fingerprint,
-            published=article.published,
+            published=_earliest(members, article.published),
             updated=updated,
             source_slug=article.source_slug,
             title=article.title,
             link=article.link,
-            first_seen=first_seen,
+            first_seen=self.now(),
         )
         self.store.set_topics(item_id, topics)
         dirty |= {f"topic:{m.topic}" for m in topics} | {f"source:{article.source_slug}"}
@@ -219,3 +295,9 @@ class Ingestor:
         report.events.append(event)
         if self.on_event is not None:
             self.on_event(self.store, event)
+
+
+def _earliest(members: Sequence[FileRow], fallback: datetime) -> datetime:
+    """A story was published when its first outlet published it (real dates only)."""
+    dated = [m.published for m in members if m.present and m.quality & HAS_FRONT_MATTER_DATE]
+    return min(dated, default=fallback)

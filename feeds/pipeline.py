@@ -17,9 +17,10 @@ from multiprocessing import get_context
 
 from feeds.classify import TopicMatcher
 from feeds.config import Config
-from feeds.errors import ArticleError
+from feeds.errors import ArticleError, IdentityGuardError
 from feeds.ingest import BatchReport, EventSink, Ingestor, Processed
-from feeds.model import FileStamp
+from feeds.model import Article, FileStamp
+from feeds.neardup import shingles
 from feeds.normalize import NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds
 from feeds.parse import parse_file
@@ -28,10 +29,13 @@ from feeds.store import Store
 
 log = logging.getLogger("feeds.pipeline")
 CHUNK = 256
+GUARD_MIN_ITEMS = 20  # below this, a re-issue cannot flood anyone
 PARALLEL_THRESHOLD = 400
 
 
-def process_file(path: str, rules: NormalizeRules, max_bytes: int) -> Processed:
+def process_file(
+    path: str, rules: NormalizeRules, max_bytes: int
+) -> tuple[FileStamp, Article | ArticleError]:
     """One file -> (stamp, Article or ArticleError). Never raises for bad input."""
     try:
         raw = parse_file(path, max_bytes)
@@ -44,6 +48,15 @@ def process_file(path: str, rules: NormalizeRules, max_bytes: int) -> Processed:
         return _stamp_of(path), ArticleError(path, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def prepare(path: str, rules: NormalizeRules, max_bytes: int, near: bool) -> Processed:
+    """``process_file`` plus the near-duplicate shingles: all the per-file work that is pure."""
+    stamp, result = process_file(path, rules, max_bytes)
+    if not near or isinstance(result, ArticleError):
+        return Processed(stamp, result)
+    sh = shingles(result.title, result.text, title_derived=result.title_derived)
+    return Processed(stamp, result, sh)
+
+
 def _stamp_of(path: str) -> FileStamp:
     try:
         info = os.stat(path)
@@ -52,19 +65,20 @@ def _stamp_of(path: str) -> FileStamp:
     return FileStamp(path, info.st_size, info.st_mtime_ns)
 
 
+_worker_config: Config | None = None
 _worker_rules: NormalizeRules | None = None
-_worker_max_bytes = 0
 
 
 def _init_worker(config: Config) -> None:
-    global _worker_rules, _worker_max_bytes
+    global _worker_config, _worker_rules
+    _worker_config = config
     _worker_rules = NormalizeRules.from_config(config)
-    _worker_max_bytes = config.input.max_file_bytes
 
 
 def _process_in_worker(path: str) -> Processed:
-    assert _worker_rules is not None
-    return process_file(path, _worker_rules, _worker_max_bytes)
+    assert _worker_config is not None and _worker_rules is not None
+    config = _worker_config
+    return prepare(path, _worker_rules, config.input.max_file_bytes, config.dedupe.near)
 
 
 @dataclass(slots=True)
@@ -79,7 +93,9 @@ def config_digest(config: Config, *fields: str) -> str:
     return hashlib.sha256(dumped.encode()).hexdigest()[:16]
 
 
-NORMALIZE_FIELDS = ("timezone", "language", "feed", "cleanup", "sources", "topics", "input")
+NORMALIZE_FIELDS = (
+    "timezone", "language", "feed", "cleanup", "sources", "topics", "input", "dedupe",
+)  # fmt: skip
 RENDER_FIELDS = ("base_url", "feed", "topics", "language")
 
 
@@ -91,9 +107,11 @@ class Pipeline:
         *,
         workers: int | None = None,
         on_event: EventSink | None = None,
+        allow_reissue: bool = False,
     ) -> None:
         self.config = config
         self.store = store
+        self.allow_reissue = allow_reissue
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.rules = NormalizeRules.from_config(config)
         self.accept = make_filter(config.input)
@@ -101,6 +119,7 @@ class Pipeline:
             store,
             TopicMatcher(config.topics),
             keep_deleted=config.feed.keep_deleted,
+            dedupe=config.dedupe,
             on_event=on_event,
         )
         self.forced = self._check_config_changes()
@@ -131,8 +150,9 @@ class Pipeline:
 
     def process(self, paths: Sequence[str]) -> Iterator[Processed]:
         if self.workers <= 1 or len(paths) < PARALLEL_THRESHOLD:
+            near, limit = self.config.dedupe.near, self.config.input.max_file_bytes
             for path in paths:
-                yield process_file(path, self.rules, self.config.input.max_file_bytes)
+                yield prepare(path, self.rules, limit, near)
             return
         with self._pool() as pool:
             yield from pool.map(_process_in_worker, paths, chunksize=64)
@@ -176,13 +196,39 @@ class Pipeline:
         progress = progress_factory(len(scan.changed)) if progress_factory else None
         self.ingestor.refresh_unchanged = self.forced
         try:
-            batch = self.ingest([s.path for s in scan.changed], scan.gone, progress)
+            batch = self._guarded_ingest(scan, progress)
         finally:
             self.ingestor.refresh_unchanged = False
         batch.unchanged += scan.unchanged
         batch.seen += scan.unchanged
         self._after_full_scan()
         return BuildReport(batch=batch, render=self.render(), scanned=scan.seen)
+
+    def _guarded_ingest(
+        self, scan: ScanDiff, progress: Callable[[int], None] | None
+    ) -> BatchReport:
+        """Ingest; when files disappeared, all in one transaction that the identity guard can
+        roll back: stories vanishing while as many new ones appear means ids would change."""
+        changed = [s.path for s in scan.changed]
+        existing = self.store.count_items()
+        if not scan.gone or self.allow_reissue or existing < GUARD_MIN_ITEMS:
+            return self.ingest(changed, scan.gone, progress)
+        with self.store.transaction():
+            batch = self.ingest(changed, scan.gone, progress)
+            self._check_identity(batch, existing)
+        return batch
+
+    def _check_identity(self, batch: BatchReport, existing: int) -> None:
+        reissued = min(batch.new, batch.removed)
+        limit = self.config.dedupe.max_reissue_share
+        if reissued > limit * existing:
+            raise IdentityGuardError(
+                f"refusing to re-issue ids: this run would replace {reissued} of {existing} "
+                f"stories by new ones ({reissued / existing:.0%} > dedupe.max_reissue_share "
+                f"{limit:.0%}), and feed readers would show them all again as new. Nothing was "
+                "changed. Check the article folders and the config; if this is intended, run "
+                "with --allow-reissue."
+            )
 
     def _after_full_scan(self) -> None:
         with self.store.transaction():

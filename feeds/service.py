@@ -79,14 +79,22 @@ class State:
 
 
 class Service:
-    def __init__(self, config: Config, *, workers: int | None = None) -> None:
+    def __init__(
+        self, config: Config, *, workers: int | None = None, allow_reissue: bool = False
+    ) -> None:
         self.config = config
         self.metrics = Metrics()
         self.state = State()
         self.store: Store = open_store(config.state)
         self._lock = threading.Lock()
         self._alerts = _alert_hooks(config, self.store, self.metrics)
-        self.pipeline = Pipeline(config, self.store, workers=workers, on_event=self._alerts.sink)
+        self.pipeline = Pipeline(
+            config,
+            self.store,
+            workers=workers,
+            on_event=self._alerts.sink,
+            allow_reissue=allow_reissue,
+        )
         self.watcher = ArticleWatcher(
             config.articles,
             self.pipeline.accept,
@@ -247,7 +255,7 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     http = config.server.enabled and not args.no_http
-    service = Service(config, workers=args.workers)
+    service = Service(config, workers=args.workers, allow_reissue=args.allow_reissue)
     stop = threading.Event()
     reload_requested = threading.Event()
 

@@ -176,3 +176,13 @@ def test_every_corpus_feed_reads_back_cleanly(
             text = entry.get("content", [{"value": ""}])[0]["value"] + entry.get("summary", "")
             for junk in BOILERPLATE:
                 assert junk not in text, (path, entry.title, junk)
+
+
+def test_grouping_precision_and_recall_on_the_labelled_corpus() -> None:
+    shared_dir("corpus")
+    from bench.dedupe_eval import evaluate
+
+    result = evaluate(shared_dir("corpus"))
+    assert result["precision"] == 1.0, result["false_merges"]
+    assert result["recall"] >= 0.9, result["missed"]
+    assert result["groups_fully_merged"] == result["labelled_groups"]

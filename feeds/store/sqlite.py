@@ -104,6 +104,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX alert_outbox_queue ON alert_outbox (webhook, id) WHERE status = 'pending';
     CREATE INDEX alert_outbox_status ON alert_outbox (status, id);
     """,
+    # 3: near-duplicate index, and each member's similarity to the story it joined
+    """
+    ALTER TABLE files ADD COLUMN near_score REAL;
+    CREATE TABLE near_anchors (
+        hash INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        PRIMARY KEY (hash, item_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 
@@ -126,6 +135,22 @@ class FileRow:
     quality: int
     source_slug: str
     source_name: str
+    published: datetime
+    near_score: float | None = None  # similarity to the story when it joined as a near-dup
+
+
+_FILE_COLUMNS = (
+    "path, size, mtime_ns, present, item_id, fingerprint, quality, source_slug, source_name, "
+    "published, near_score"
+)
+
+
+def _file_row(row: Any) -> FileRow:
+    path, size, mtime_ns, present, item_id, fp, quality, slug, name, published, score = row
+    return FileRow(
+        path, size, mtime_ns, bool(present), item_id, fp, quality, slug, name,
+        from_ts(int(published)), score,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +162,7 @@ class ItemRow:
     updated: datetime
     source_slug: str
     removed: bool
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +193,7 @@ class SQLiteStore(OutboxMixin):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
+        self._depth = 0  # open transaction() levels (savepoints beyond the first)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -199,23 +226,38 @@ class SQLiteStore(OutboxMixin):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """All or nothing. Nested calls become savepoints of the outer transaction."""
         with self._lock:
+            depth = self._depth
+            begin, commit, rollback = (
+                ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+                if depth == 0
+                else (f"SAVEPOINT s{depth}", f"RELEASE s{depth}", f"ROLLBACK TO s{depth}")
+            )
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(begin)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot start a transaction: {exc}") from exc
+            self._depth += 1
             try:
                 yield
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
+                self._undo(rollback, depth)
                 raise StoreError(f"state database error: {exc}") from exc
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._undo(rollback, depth)
                 raise
+            finally:
+                self._depth = depth
             try:
-                self._db.execute("COMMIT")
+                self._db.execute(commit)
             except sqlite3.Error as exc:
                 raise StoreError(f"commit failed: {exc}") from exc
+
+    def _undo(self, rollback: str, depth: int) -> None:
+        self._db.execute(rollback)
+        if depth > 0:  # ROLLBACK TO keeps the savepoint open; close it
+            self._db.execute(f"RELEASE s{depth}")
 
     def optimize(self) -> None:
         """Housekeeping: refresh query statistics and fold the WAL back into the database."""
@@ -261,24 +303,16 @@ class SQLiteStore(OutboxMixin):
 
     def file(self, path: str) -> FileRow | None:
         row = self._one(
-            "SELECT path, size, mtime_ns, present, item_id, fingerprint, quality, source_slug, "
-            "source_name FROM files WHERE path = ?",
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?",
             (path,),
         )
-        return FileRow(*row) if row else None
+        return _file_row(row) if row else None
 
-    def put_file(
-        self,
-        row: FileRow,
-        *,
-        body_key: str | None,
-        published: datetime,
-        article: bytes,
-    ) -> None:
+    def put_file(self, row: FileRow, *, body_key: str | None, article: bytes) -> None:
         self._run(
             "INSERT OR REPLACE INTO files (path, size, mtime_ns, present, item_id, fingerprint, "
-            "body_key, quality, source_slug, source_name, published, article) "
-            "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "body_key, quality, source_slug, source_name, published, article, near_score) "
+            "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.path,
                 row.size,
@@ -289,8 +323,9 @@ class SQLiteStore(OutboxMixin):
                 row.quality,
                 row.source_slug,
                 row.source_name,
-                to_ts(published),
+                to_ts(row.published),
                 article,
+                row.near_score,
             ),
         )
         self._run(
@@ -313,11 +348,10 @@ class SQLiteStore(OutboxMixin):
 
     def members(self, item_id: str) -> list[FileRow]:
         rows = self._all(
-            "SELECT path, size, mtime_ns, present, item_id, fingerprint, quality, source_slug, "
-            "source_name FROM files WHERE item_id = ? ORDER BY path",
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id = ? ORDER BY path",
             (item_id,),
         )
-        return [FileRow(*row) for row in rows]
+        return [_file_row(row) for row in rows]
 
     def paths_under(self, folder: str) -> list[str]:
         """Known file paths below ``folder`` (for a directory deleted or moved away)."""
@@ -338,12 +372,12 @@ class SQLiteStore(OutboxMixin):
     def item(self, item_id: str) -> ItemRow | None:
         row = self._one(
             "SELECT id, rep_path, fingerprint, published, updated, source_slug, "
-            "removed_at IS NOT NULL FROM items WHERE id = ?",
+            "removed_at IS NOT NULL, title FROM items WHERE id = ?",
             (item_id,),
         )
         if row is None:
             return None
-        id_, rep, fp, published, updated, slug, removed = row
+        id_, rep, fp, published, updated, slug, removed, title = row
         return ItemRow(
             str(id_),
             None if rep is None else str(rep),
@@ -352,6 +386,7 @@ class SQLiteStore(OutboxMixin):
             from_ts(int(updated)),
             str(slug),
             bool(removed),
+            str(title),
         )
 
     def save_item(
@@ -393,6 +428,46 @@ class SQLiteStore(OutboxMixin):
             (to_ts(at), item_id),
         )
 
+    def add_anchors(self, item_id: str, hashes: Iterable[int]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO near_anchors (hash, item_id) VALUES (?, ?)",
+                [(h, item_id) for h in hashes],
+            )
+
+    def items_by_anchors(self, hashes: Sequence[int], limit: int) -> list[str]:
+        """Items sharing any anchor, those sharing the most first."""
+        if not hashes:
+            return []
+        marks = ",".join("?" * len(hashes))
+        rows = self._all(
+            f"SELECT item_id FROM near_anchors WHERE hash IN ({marks}) "
+            "GROUP BY item_id ORDER BY count(*) DESC, item_id LIMIT ?",
+            (*hashes, limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    def item_sources(self, item_id: str) -> tuple[tuple[str, str], ...]:
+        """Every (slug, name) among the item's present files."""
+        rows = self._all(
+            "SELECT DISTINCT source_slug, source_name FROM files "
+            "WHERE item_id = ? AND present = 1 ORDER BY source_slug",
+            (item_id,),
+        )
+        return tuple((str(s), str(n)) for s, n in rows)
+
+    def duplicate_groups(self) -> list[tuple[str, list[FileRow]]]:
+        """Items with more than one file, with their files (for ``feeds duplicates``)."""
+        ids = [
+            str(r[0])
+            for r in self._all(
+                "SELECT f.item_id FROM files f JOIN items i ON i.id = f.item_id "
+                "WHERE i.removed_at IS NULL GROUP BY f.item_id HAVING count(*) > 1 "
+                "ORDER BY max(i.published) DESC"
+            )
+        ]
+        return [(item_id, self.members(item_id)) for item_id in ids]
+
     def owner_of_fingerprint(self, fp: str) -> str | None:
         row = self._one("SELECT item_id FROM fingerprints WHERE fp = ?", (fp,))
         return str(row[0]) if row else None
@@ -424,6 +499,7 @@ class SQLiteStore(OutboxMixin):
         for item_id in ids:
             self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
             self._run("DELETE FROM files WHERE item_id = ?", (item_id,))
+            self._run("DELETE FROM near_anchors WHERE item_id = ?", (item_id,))
         return self._run(
             "DELETE FROM items WHERE removed_at IS NOT NULL AND removed_at < ?", (to_ts(before),)
         )

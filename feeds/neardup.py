@@ -1,0 +1,92 @@
+"""Near-duplicate detection for Chinese news: pure functions.
+
+A story republished by another outlet differs by a dateline, a trimmed headline, an extra
+paragraph or a closing attribution. Character 3-grams need no word segmentation, so an article
+is the set of (hashes of) its shingles. Two articles are the same story when most of the
+shorter one is inside the longer one (*containment*): a short wire flash and its longer rewrite
+score high even though they share few shingles relative to their union.
+
+A different headline over largely the same text is usually a different story quoting another
+(a roundup, a commentary), so when both articles have real titles that share little, the
+texts must be nearly identical as a whole (Jaccard), not merely one inside the other.
+
+Reports built from one template ("北向资金净流入超40亿" / "…超50亿") share most shingles but not
+their numbers, so a match also needs the shorter text's numbers to appear in the longer one.
+
+Finding candidates never compares all pairs: each article is indexed under a few *anchors* —
+its smallest shingle hashes (a MinHash-style sample: texts sharing most shingles very likely
+share one of them) and the hash of its canonical title (a title-only flash shares no sampled
+shingle with a long article, but it does share the title).
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import zlib
+from dataclasses import dataclass
+
+from feeds.dedupe import canonical_text, canonical_title
+
+SHINGLE = 3
+SAMPLED_ANCHORS = 16
+MIN_SHINGLES = 12  # below this a text is too short to call anything its duplicate
+NUMBER_AGREEMENT = 0.8
+TITLE_AGREEMENT = 0.5  # bigram containment of the shorter title in the longer
+UNRELATED_TITLES_NEED = 0.9  # Jaccard similarity of the texts required when titles disagree
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Shingles:
+    hashes: frozenset[int]
+    numbers: frozenset[str]
+    title_key: int | None
+    title_grams: frozenset[str] = frozenset()  # empty when the title was derived
+
+    @property
+    def anchors(self) -> tuple[int, ...]:
+        sampled = heapq.nsmallest(SAMPLED_ANCHORS, self.hashes)
+        title = () if self.title_key is None else (self.title_key,)
+        return (*sampled, *title)
+
+
+def shingles(title: str, text: str, *, title_derived: bool = False) -> Shingles:
+    canonical = canonical_text(f"{title}\n{text}")
+    last = max(1, len(canonical) - SHINGLE + 1)
+    hashes = frozenset(zlib.crc32(canonical[i : i + SHINGLE].encode()) for i in range(last))
+    key = canonical_title(title)
+    title_key = zlib.crc32(("title\x1f" + key).encode()) if len(key) >= 4 else None
+    grams = frozenset() if title_derived else frozenset(_grams(key, 2))
+    return Shingles(hashes, frozenset(_NUMBER.findall(canonical)), title_key, grams)
+
+
+def _grams(text: str, n: int) -> set[str]:
+    return {text[i : i + n] for i in range(max(1, len(text) - n + 1))} if text else set()
+
+
+def titles_agree(a: Shingles, b: Shingles) -> bool:
+    if not a.title_grams or not b.title_grams:
+        return True  # a derived title says nothing
+    shorter, longer = sorted((a.title_grams, b.title_grams), key=len)
+    return len(shorter & longer) / len(shorter) >= TITLE_AGREEMENT
+
+
+def numbers_agree(shorter: Shingles, longer: Shingles) -> bool:
+    if not shorter.numbers:
+        return True
+    shared = len(shorter.numbers & longer.numbers)
+    return shared / len(shorter.numbers) >= NUMBER_AGREEMENT
+
+
+def similarity(a: Shingles, b: Shingles) -> float:
+    """Containment of the shorter shingle set in the longer; 0 when numbers disagree, or when
+    real titles disagree and the texts are not nearly identical."""
+    shorter, longer = (a, b) if len(a.hashes) <= len(b.hashes) else (b, a)
+    if len(shorter.hashes) < MIN_SHINGLES or not numbers_agree(shorter, longer):
+        return 0.0
+    shared = len(shorter.hashes & longer.hashes)
+    if not titles_agree(a, b):
+        jaccard = shared / len(shorter.hashes | longer.hashes)
+        return jaccard if jaccard >= UNRELATED_TITLES_NEED else 0.0
+    return shared / len(shorter.hashes)
