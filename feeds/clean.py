@@ -78,6 +78,7 @@ BLOCK_TAGS = frozenset(
         "table", "caption", "thead", "tbody", "tfoot", "tr", "td", "th",
     }
 )  # fmt: skip
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _TABLE_STRUCTURE = frozenset({"thead", "tbody", "tfoot", "tr", "td", "th"})  # kept when empty
 # The sanitizer removes tags it does not allow but keeps their content, so renaming an
 # element to this tag unwraps it for free (no tree surgery).
@@ -132,6 +133,10 @@ _CELL_TAG = re.compile(r"</?t[dh]>")
 _ANY_TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # nh3 always double-quotes attributes
 _IMG_SRC = re.compile(r'<img\b(?:[^>"]|"[^"]*")*?\ssrc="([^"]*)"')
 _BLANK_RUN = re.compile(r"\s*\n\s*")
+_EMPTY_BLOCK = re.compile(
+    r"<(p|div|li|ul|ol|h[1-6]|blockquote|figure|figcaption|pre|center)>\s*</\1>"
+    r"|<table>(?:\s|</?(?:caption|colgroup|col|thead|tbody|tfoot|tr|td|th)>)*</table>"
+)
 
 _SENTENCE_END = re.compile(r"(?:[。！？!?；;…]+|\.(?=\s))[”’」』）)\"']*")
 _SOFT_BREAK = re.compile(r"[\s，、,：:]")
@@ -238,7 +243,9 @@ def clean_body(html: str, rules: CleanupRules, *, base_url: str | None = None) -
 
 def _prepared(html: str) -> str:
     """Markup lxml takes without complaint (and bs4 without warnings, which tests make errors)."""
-    markup = _XML_DECLARATION.sub("", xml_safe(html), count=1)
+    # U+FEFF: a parser eats it where it leads the markup and keeps it elsewhere (and as a
+    # zero-width no-break space it is deprecated, invisible either way): always dropped.
+    markup = _XML_DECLARATION.sub("", xml_safe(html).replace("\ufeff", ""), count=1)
     # bs4 warns that short markup without "<" or newline looks like a file name or URL.
     return markup if "<" in markup or "\n" in markup else markup + "\n"
 
@@ -251,9 +258,12 @@ def _clean(html: str, rules: _Rules, base_url: str | None) -> CleanBody:
     tree = _pass_drop(root, rules.selectors, base_url)
     findings = _pass_blocks(tree, rules.patterns)
     safe = _tidy(_SANITIZER.clean(root.decode_contents()))
+    text = _sanitized_to_text(safe)
+    if not text and "<img" not in safe:  # nothing visible (e.g. only U+FEFF): no body at all
+        return EMPTY
     return CleanBody(
         html=safe,
-        text=_sanitized_to_text(safe),
+        text=text,
         first_image=_first_image(safe, rules.ignore_images),
         original_link=findings.original_link,
         source_line=findings.source_line,
@@ -294,11 +304,20 @@ def _visit(node: Tag, selectors: _Selectors, base_url: str | None, tree: _Tree, 
         return False
     elif name == "a":
         _fix_link(node, base_url, tree)
-    elif name in _WRAPPERS:
-        _mark_unwrap(node)
+    elif name in _WRAPPERS or (name in _HEADINGS and _inside_heading(node, root)):
+        _mark_unwrap(node)  # a heading in a heading: parsers disagree where it ends
     elif name in BLOCK_TAGS:
         tree.blocks.append(node)
     return True
+
+
+def _inside_heading(node: Tag, root: Tag) -> bool:
+    for parent in node.parents:
+        if parent is root:
+            return False
+        if parent.name in _HEADINGS:
+            return True
+    return False
 
 
 def _mark_unwrap(node: Tag) -> None:
@@ -411,16 +430,21 @@ def _mark_parent_block(block: Tag, holds_blocks: set[int]) -> None:
 
 
 def _trim_indentation(block: Tag) -> None:
-    """Drop the full-width spaces Chinese paragraphs are indented with."""
+    """Drop the full-width spaces Chinese paragraphs are indented with (and blank text before
+    them, which a removed comment may have split off)."""
+    blank: list[NavigableString] = []
     for node in block.descendants:
         if not isinstance(node, NavigableString) or isinstance(node, PreformattedString):
             continue
         if not node.strip():
+            blank.append(node)
             continue
         trimmed = node.lstrip()
         if trimmed != node:
             node.replace_with(NavigableString(trimmed))
-        return
+        break
+    for node in blank:
+        node.extract()
 
 
 def _source_line(closing: list[str]) -> str | None:
@@ -519,6 +543,11 @@ def _attr_words(value: object) -> list[str]:
 
 def _tidy(html: str) -> str:
     html = html.strip()
+    # The sanitizer re-parses the markup: a block that pass B kept as the container of another
+    # block it may not hold (<p><a><p>…) splits into empty halves. Pass B's rule (no text, no
+    # image: gone) applies to them too, so cleaning stays idempotent.
+    while _EMPTY_BLOCK.search(html):
+        html = _EMPTY_BLOCK.sub("", html).strip()
     return html if "<pre" in html else _BLANK_RUN.sub("\n", html)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass
 
 from feeds.model import Article
 
@@ -50,16 +51,29 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256(joined).hexdigest()[:32]
 
 
-def fingerprint(article: Article) -> str:
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Everything dedupe derives from one article, from a single canonicalization pass."""
+
+    fingerprint: str
+    body_key: str | None
+    title: str  # canonical title ("" when derived from the body)
+    body: str  # canonical body text
+
+
+def identity(article: Article) -> Identity:
     title = "" if article.title_derived else canonical_title(article.title)
-    return _digest("fp", FINGERPRINT_VERSION, title, canonical_text(article.text))
+    body = canonical_text(article.text)
+    key = _digest("body", FINGERPRINT_VERSION, body) if len(body) >= BODY_KEY_MIN_CHARS else None
+    return Identity(_digest("fp", FINGERPRINT_VERSION, title, body), key, title, body)
+
+
+def fingerprint(article: Article) -> str:
+    return identity(article).fingerprint
 
 
 def body_key(article: Article) -> str | None:
-    body = canonical_text(article.text)
-    if len(body) < BODY_KEY_MIN_CHARS:
-        return None
-    return _digest("body", FINGERPRINT_VERSION, body)
+    return identity(article).body_key
 
 
 def new_item_id(first_fingerprint: str) -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from feeds.classify import TopicMatcher
 from feeds.config import DedupeConfig
-from feeds.dedupe import body_key, fingerprint, new_item_id, quality
+from feeds.dedupe import Identity, identity, new_item_id, quality
 from feeds.errors import ArticleError
 from feeds.model import Article, FileStamp, TopicMatch
 from feeds.neardup import Shingles, shingles, similarity
@@ -40,12 +40,33 @@ class ItemEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Analysis:
+    """The pure per-file work before ingest; done in worker processes for big batches."""
+
+    identity: Identity
+    shingles: Shingles
+    topics: tuple[TopicMatch, ...]
+    blob: bytes  # the article as stored
+
+
+def analyze(article: Article, topics: TopicMatcher) -> Analysis:
+    ident = identity(article)
+    found = topics.match(
+        title=article.title,
+        summary=article.summary,
+        content=article.text,
+        source_slug=article.source_slug,
+    )
+    return Analysis(ident, shingles(ident), tuple(found), encode_article(article))
+
+
+@dataclass(frozen=True, slots=True)
 class Processed:
-    """One file after parse + normalize (+ shingles, computed where the work is parallel)."""
+    """One file after parse + normalize (+ its analysis, where the work is parallel)."""
 
     stamp: FileStamp
     result: Article | ArticleError
-    shingles: Shingles | None = None
+    analysis: Analysis | None = None
 
 
 @dataclass(slots=True)
@@ -96,18 +117,23 @@ class Ingestor:
         # After a config change every file is re-read: unchanged stories still need their
         # stored article, topics and feeds brought up to date with the new rules.
         self.refresh_unchanged = False
+        # Articles of this batch, by path: a representative that was just read is not decoded.
+        self._fresh: dict[str, tuple[Article, tuple[TopicMatch, ...]]] = {}
 
     def apply(self, processed: Sequence[Processed], gone: Sequence[str]) -> BatchReport:
         report = BatchReport()
-        with self.store.transaction():
-            for item in processed:
-                report.seen += 1
-                if isinstance(item.result, ArticleError):
-                    self._reject(item.stamp, item.result, report)
-                else:
-                    self._accept(item.stamp, item.result, item.shingles, report)
-            for path in gone:
-                self._forget(path, report)
+        try:
+            with self.store.transaction():
+                for item in processed:
+                    report.seen += 1
+                    if isinstance(item.result, ArticleError):
+                        self._reject(item.stamp, item.result, report)
+                    else:
+                        self._accept(item.stamp, item.result, item.analysis, report)
+                for path in gone:
+                    self._forget(path, report)
+        finally:
+            self._fresh.clear()
         return report
 
     # -- one file --------------------------------------------------------------------------
@@ -120,18 +146,19 @@ class Ingestor:
             log.warning("rejected %s: %s", error.path, error.reason)
 
     def _accept(
-        self, stamp: FileStamp, article: Article, sh: Shingles | None, report: BatchReport
+        self, stamp: FileStamp, article: Article, done: Analysis | None, report: BatchReport
     ) -> None:
         self.store.clear_error(stamp.path)
-        fp, key = fingerprint(article), body_key(article)
-        sh = sh or shingles(article.title, article.text, title_derived=article.title_derived)
+        done = done or analyze(article, self.topics)
+        self._fresh[stamp.path] = (article, done.topics)
+        fp, key = done.identity.fingerprint, done.identity.body_key
         old = self.store.file(stamp.path)
         if old is not None and old.fingerprint == fp:
-            self._unchanged(stamp, article, old, sh, report)
+            self._unchanged(stamp, article, old, done, report)
             return
-        place = self._place(article, fp, key, sh, old)
+        place = self._place(article, fp, key, done.shingles, old)
         joined_other = self._joins_live_item(place.item_id, old)
-        self._store_file(stamp, article, place, fp, key, sh)
+        self._store_file(stamp, article, place, done)
         if old is not None and old.item_id != place.item_id:
             self._refresh(old.item_id, report)
         edited = old is not None and old.item_id == place.item_id
@@ -146,11 +173,11 @@ class Ingestor:
             report.unchanged += 1
 
     def _unchanged(
-        self, stamp: FileStamp, article: Article, old: FileRow, sh: Shingles, report: BatchReport
+        self, stamp: FileStamp, article: Article, old: FileRow, done: Analysis, report: BatchReport
     ) -> None:
         if self.refresh_unchanged:
             place = _Placement(old.item_id, False, old.near_score)
-            self._store_file(stamp, article, place, old.fingerprint, body_key(article), sh)
+            self._store_file(stamp, article, place, done)
         else:
             self.store.touch_file(stamp.path, stamp.size, stamp.mtime_ns)
         if self.refresh_unchanged or not old.present:
@@ -188,29 +215,23 @@ class Ingestor:
         blob = self.store.file_article(member.path)
         if blob is None:
             return 0.0
-        other = decode_article(blob)
-        return similarity(sh, shingles(other.title, other.text, title_derived=other.title_derived))
+        return similarity(sh, shingles(identity(decode_article(blob))))
 
     def _live(self, item_id: str) -> list[FileRow]:
         return [m for m in self.store.members(item_id) if m.present]
 
     def _store_file(
-        self,
-        stamp: FileStamp,
-        article: Article,
-        place: _Placement,
-        fp: str,
-        key: str | None,
-        sh: Shingles,
+        self, stamp: FileStamp, article: Article, place: _Placement, done: Analysis
     ) -> None:
+        fp, key = done.identity.fingerprint, done.identity.body_key
         row = FileRow(
             stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, quality(article),
             article.source_slug, article.source_name, article.published, place.near_score,
         )  # fmt: skip
-        self.store.put_file(row, body_key=key, article=encode_article(article))
+        self.store.put_file(row, body_key=key, article=done.blob)
         self.store.remember_keys(place.item_id, fp, key)
         if self.dedupe.near:
-            self.store.add_anchors(place.item_id, sh.anchors)
+            self.store.add_anchors(place.item_id, done.shingles.anchors)
 
     def _joins_live_item(self, item_id: str, old: FileRow | None) -> bool:
         return any(old is None or m.path != old.path for m in self._live(item_id))
@@ -246,9 +267,7 @@ class Ingestor:
                 self.store.mark_dirty(dirty)
             return None
         rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
-        blob = self.store.file_article(rep.path)
-        assert blob is not None
-        article = decode_article(blob)
+        article, topics = self._representative(rep.path)
         updated = article.updated or article.published
         kind: str | None = "item.new" if created else None
         if previous is not None:
@@ -259,12 +278,6 @@ class Ingestor:
                 else (previous.updated)
             )
             kind = "item.updated" if changed and edited and not previous.removed else None
-        topics = self.topics.match(
-            title=article.title,
-            summary=article.summary,
-            content=article.text,
-            source_slug=article.source_slug,
-        )
         self.store.save_item(
             item_id,
             rep_path=rep.path,
@@ -282,6 +295,20 @@ class Ingestor:
         if kind is not None:
             self._emit(ItemEvent(kind, item_id, article, tuple(topics)), report)
         return kind
+
+    def _representative(self, path: str) -> tuple[Article, tuple[TopicMatch, ...]]:
+        if path in self._fresh:
+            return self._fresh[path]
+        blob = self.store.file_article(path)
+        assert blob is not None
+        article = decode_article(blob)
+        found = self.topics.match(
+            title=article.title,
+            summary=article.summary,
+            content=article.text,
+            source_slug=article.source_slug,
+        )
+        return article, tuple(found)
 
     @staticmethod
     def _moved_updated(previous: datetime, rep: FileRow, article: Article) -> datetime:

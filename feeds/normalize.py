@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import PurePath
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,11 @@ IMAGE_KEYS = ("headimg", "thumbnail", "image", "cover", "banner")
 SUMMARY_KEYS = ("description", "summary", "excerpt")
 SOURCE_KEYS = ("source", "author")
 TITLE_FROM_BODY_CHARS = 60
+# Bounds on front-matter fields (a 4 MB title or 200,000 tags would be copied into every feed).
+TITLE_MAX_CHARS = 300
+NAME_MAX_CHARS = 100  # an outlet name, a category or a tag
+LIST_MAX_ITEMS = 50  # categories, tags
+URL_MAX_CHARS = 2048  # longer links and images are dropped: no server takes them
 _TAG = re.compile(r"<[^>]*>")
 _URL = re.compile(r"^(?:https?:)?//[^\s/]+\S*$", re.IGNORECASE)
 
@@ -58,12 +64,12 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     outlet = declared_outlet or _outlet_from_body_or_path(meta, body, rules.sources)
     title, derived = _title(meta, body, raw.path)
     published, origin = _published(raw, rules.zone, outlet)
-    image = _meta_image(meta, cleanup.ignore_images) or body.first_image
+    image = _meta_image(meta, cleanup.ignore_images) or _bounded_url(body.first_image)
     return Article(
         path=raw.path,
         title=title,
         title_derived=derived,
-        link=link or body.original_link,
+        link=link or _bounded_url(body.original_link),
         published=published,
         date_origin=origin,
         updated=_first_date(meta, UPDATED_KEYS, rules.zone, outlet.gmt_is_local),
@@ -98,6 +104,8 @@ def _text(value: object) -> str:
 
 def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bool]:
     title = plain(meta.get("title"))
+    if len(title) > TITLE_MAX_CHARS:
+        title = summarize(title, TITLE_MAX_CHARS)
     if title:
         return title, False
     first_line = next((line.strip() for line in body.text.splitlines() if line.strip()), "")
@@ -110,15 +118,19 @@ def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bo
 def _meta_link(meta: Mapping[str, Any]) -> str | None:
     for key in LINK_KEYS:
         value = _text(meta.get(key)).strip()
-        if _URL.match(value):
+        if _URL.match(value) and len(value) <= URL_MAX_CHARS:
             return "https:" + value if value.startswith("//") else value
     return None
+
+
+def _bounded_url(url: str | None) -> str | None:
+    return url if url is not None and len(url) <= URL_MAX_CHARS else None
 
 
 def _meta_image(meta: Mapping[str, Any], ignored: Iterable[str]) -> str | None:
     for key in IMAGE_KEYS:
         value = _text(meta.get(key)).strip()
-        if not _URL.match(value):
+        if not _URL.match(value) or len(value) > URL_MAX_CHARS:
             continue
         value = "https:" + value if value.startswith("//") else value
         if not any(fragment in value for fragment in ignored):
@@ -149,7 +161,7 @@ def _published(raw: RawArticle, zone: ZoneInfo, outlet: Outlet) -> tuple[datetim
 
 def _declared_outlet(meta: Mapping[str, Any], sources: SourceResolver) -> Outlet | None:
     for key in SOURCE_KEYS:
-        name = plain(meta.get(key))
+        name = plain(meta.get(key))[:NAME_MAX_CHARS].strip()
         if name:
             return sources.resolve(name)
     return None
@@ -172,18 +184,21 @@ def _outlet_from_body_or_path(
 
 
 def _string_list(value: object) -> list[str]:
+    """Categories or tags: at most ``LIST_MAX_ITEMS`` names of ``NAME_MAX_CHARS`` each."""
     if isinstance(value, str):
-        parts = value.split(",") if "," in value else value.split()
-        return [p for p in (plain(part) for part in parts) if p]
-    if isinstance(value, list | tuple):
-        return [p for p in (plain(item) for item in value) if p]
-    return []
+        parts: list[object] = list(value.split(",") if "," in value else value.split())
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    else:
+        return []
+    names = (plain(part)[:NAME_MAX_CHARS].strip() for part in parts)
+    return list(islice((name for name in names if name), LIST_MAX_ITEMS))
 
 
 def _categories(meta: Mapping[str, Any]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for value in (*_string_list(meta.get("categories")), *_string_list(meta.get("tags"))):
-        seen.setdefault(value[:100], None)
+        seen.setdefault(value, None)
     return tuple(seen)
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 import yaml
@@ -64,42 +65,112 @@ _HANDLERS: tuple[tuple[FrontMatterKind, BaseHandler], ...] = (
 
 
 def read_bytes(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
-    """Read a whole file, refusing (not loading) anything larger than ``max_bytes``."""
+    """Read a whole file, refusing (not loading) anything larger than ``max_bytes``.
+
+    Opened without blocking and checked to be a regular file before reading: a path that
+    turned into a FIFO or a device since the scan must not hang the batch.
+    """
     try:
-        with open(path, "rb") as handle:
-            stat = os.fstat(handle.fileno())
-            if stat.st_size > max_bytes:
-                raise ArticleError(path, f"file too large ({stat.st_size} bytes > {max_bytes})")
-            data = handle.read(max_bytes + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
+        if os.path.islink(path):
+            raise ArticleError(path, "broken symbolic link (its target does not exist)") from exc
         raise ArticleError(path, "file vanished before it could be read") from exc
-    except IsADirectoryError as exc:
-        raise ArticleError(path, "is a directory") from exc
     except OSError as exc:
         raise ArticleError(path, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        stat = os.fstat(fd)
+        if S_ISDIR(stat.st_mode):
+            raise ArticleError(path, "is a directory")
+        if not S_ISREG(stat.st_mode):
+            raise ArticleError(path, "not a regular file (a FIFO, socket or device)")
+        if stat.st_size > max_bytes:
+            raise ArticleError(path, f"file too large ({stat.st_size} bytes > {max_bytes})")
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise ArticleError(path, f"cannot read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise ArticleError(path, f"file too large (> {max_bytes} bytes)")
     return data, stat
 
 
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts the same way
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def decode(data: bytes, path: str) -> tuple[str, str]:
-    """Bytes -> (text, encoding). UTF-8 (BOM or not), UTF-16 with BOM, else GB18030."""
-    if b"\x00" in data and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ArticleError(path, "binary file (contains NUL bytes)")
-    if data.startswith(codecs.BOM_UTF8):
-        return _strict(data[3:], "utf-8", path), "utf-8-sig"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return _strict(data, "utf-16", path), "utf-16"
+    """Bytes -> (text, encoding).
+
+    A BOM decides (UTF-8, UTF-16, UTF-32). Without one: UTF-16 when the NUL bytes sit on one
+    side of the code units (ASCII front matter in UTF-16), else no NUL may appear (binary);
+    then UTF-8 (a mostly-UTF-8 file with invalid bytes is refused, not read as mojibake),
+    else GB18030 — or Big5 when GB18030 only manages by producing
+    private-use characters (traditional-Chinese files) and Big5 reads it cleanly.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _strict(data, encoding, path), encoding  # these codecs drop the BOM
+    if b"\x00" in data:
+        utf16 = _utf16_without_bom(data)
+        text = _strict(data, utf16, path) if utf16 is not None else "\x00"
+        if "\x00" in text:
+            raise ArticleError(path, "binary file (contains NUL bytes)")
+        return text, str(utf16)
     try:
         return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        utf8_error = exc.start
+    if _damaged_utf8(data):  # GB18030 would "succeed" with mojibake more often than not
+        raise ArticleError(path, f"invalid UTF-8 at byte {utf8_error} (the rest is UTF-8)")
     try:
-        return data.decode("gb18030"), "gb18030"
+        text = data.decode("gb18030")
     except UnicodeDecodeError as exc:
         raise ArticleError(
-            path, f"undecodable text (not UTF-8 or GB18030 at byte {exc.start})"
+            path,
+            f"undecodable text (not UTF-8: invalid at byte {utf8_error}; "
+            f"not GB18030: invalid at byte {exc.start})",
         ) from exc
+    if _PRIVATE_USE.search(text):
+        try:
+            big5 = data.decode("big5hkscs")
+        except UnicodeDecodeError:
+            return text, "gb18030"
+        if not _PRIVATE_USE.search(big5):
+            return big5, "big5hkscs"
+    return text, "gb18030"
+
+
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+
+
+def _damaged_utf8(data: bytes) -> bool:
+    """UTF-8 text with a few invalid bytes: as UTF-8, GBK or Big5 text is nearly all invalid."""
+    text = data.decode("utf-8", "replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for char in text if char > "\x7f") - bad
+    return good >= 2 and good >= 4 * bad
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``utf-16-le``/``utf-16-be`` when the NUL bytes sit (nearly) all on one side of the code
+    units: the high bytes of ASCII. A few on the other side are CJK such as U+4E00 "一";
+    binary data has them on both sides."""
+    if len(data) % 2:
+        return None
+    odd, even = data[1::2].count(0), data[0::2].count(0)
+    if odd > 8 * even:
+        return "utf-16-le"
+    if even > 8 * odd:
+        return "utf-16-be"
+    return None
 
 
 def _strict(data: bytes, encoding: str, path: str) -> str:

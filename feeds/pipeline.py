@@ -18,9 +18,8 @@ from multiprocessing import get_context
 from feeds.classify import TopicMatcher
 from feeds.config import Config
 from feeds.errors import ArticleError, IdentityGuardError
-from feeds.ingest import BatchReport, EventSink, Ingestor, Processed
+from feeds.ingest import BatchReport, EventSink, Ingestor, Processed, analyze
 from feeds.model import Article, FileStamp
-from feeds.neardup import shingles
 from feeds.normalize import NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds
 from feeds.parse import parse_file
@@ -48,13 +47,12 @@ def process_file(
         return _stamp_of(path), ArticleError(path, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def prepare(path: str, rules: NormalizeRules, max_bytes: int, near: bool) -> Processed:
-    """``process_file`` plus the near-duplicate shingles: all the per-file work that is pure."""
+def prepare(path: str, rules: NormalizeRules, max_bytes: int, topics: TopicMatcher) -> Processed:
+    """``process_file`` plus its analysis: all the per-file work that is pure."""
     stamp, result = process_file(path, rules, max_bytes)
-    if not near or isinstance(result, ArticleError):
+    if isinstance(result, ArticleError):
         return Processed(stamp, result)
-    sh = shingles(result.title, result.text, title_derived=result.title_derived)
-    return Processed(stamp, result, sh)
+    return Processed(stamp, result, analyze(result, topics))
 
 
 def _stamp_of(path: str) -> FileStamp:
@@ -65,20 +63,18 @@ def _stamp_of(path: str) -> FileStamp:
     return FileStamp(path, info.st_size, info.st_mtime_ns)
 
 
-_worker_config: Config | None = None
-_worker_rules: NormalizeRules | None = None
+_worker: tuple[NormalizeRules, int, TopicMatcher] | None = None
 
 
 def _init_worker(config: Config) -> None:
-    global _worker_config, _worker_rules
-    _worker_config = config
-    _worker_rules = NormalizeRules.from_config(config)
+    global _worker
+    rules = NormalizeRules.from_config(config)
+    _worker = (rules, config.input.max_file_bytes, TopicMatcher(config.topics))
 
 
 def _process_in_worker(path: str) -> Processed:
-    assert _worker_config is not None and _worker_rules is not None
-    config = _worker_config
-    return prepare(path, _worker_rules, config.input.max_file_bytes, config.dedupe.near)
+    assert _worker is not None
+    return prepare(path, *_worker)
 
 
 @dataclass(slots=True)
@@ -150,9 +146,9 @@ class Pipeline:
 
     def process(self, paths: Sequence[str]) -> Iterator[Processed]:
         if self.workers <= 1 or len(paths) < PARALLEL_THRESHOLD:
-            near, limit = self.config.dedupe.near, self.config.input.max_file_bytes
+            limit = self.config.input.max_file_bytes
             for path in paths:
-                yield prepare(path, self.rules, limit, near)
+                yield prepare(path, self.rules, limit, self.ingestor.topics)
             return
         with self._pool() as pool:
             yield from pool.map(_process_in_worker, paths, chunksize=64)

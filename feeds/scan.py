@@ -1,7 +1,13 @@
 """Which article files exist, and which changed since the store last saw them. Stat only.
 
 The walk is iterative, skips hidden entries and editor leftovers, and remembers every directory
-it entered by (device, inode) so a symlink loop cannot hang it.
+it entered by (device, inode) so a symlink loop cannot hang it. A file name that is not valid
+UTF-8 is skipped with a warning (feeds and the state database are UTF-8). An article symlink
+that leads nowhere (dangling, or a loop) is listed with size and mtime -1, so that reading it
+records the reason once (``feeds errors``) and later scans see it unchanged. A folder that
+cannot be listed (a missing root, a permission or I/O error) is reported to ``diff`` by a
+marker stamp, so that the files known below it are kept as they are rather than taken for
+deleted: a passing problem must not unpublish a whole folder.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from feeds.model import FileStamp
 
 log = logging.getLogger("feeds.scan")
 EDITOR_LEFTOVERS = ("*.swp", "*.swo", "*.swx", "*~", "*.tmp", "*.part", "*.crdownload", "#*#")
+WARNED_NAMES_MAX = 10_000  # bad names warned about once each (bounded memory)
+BROKEN_LINK = (-1, -1)  # (size, mtime_ns) of a symlink that leads nowhere
+UNLISTED = -2  # size and mtime_ns of the marker stamp of a folder that could not be listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,24 +44,50 @@ def make_filter(config: InputConfig) -> Callable[[str], bool]:
     excluded = (*EDITOR_LEFTOVERS, *config.exclude)
     exclude = re.compile("|".join(fnmatch.translate(p) for p in excluded))
     path_patterns = [p for p in config.exclude if "/" in p]
+    warned: set[str] = set()
 
     def accept(path: str) -> bool:
         name = os.path.basename(path)
         if name.startswith(".") or not include.match(name) or exclude.match(name):
             return False
-        return not any(fnmatch.fnmatch(path, p) for p in path_patterns)
+        if any(fnmatch.fnmatch(path, p) for p in path_patterns):
+            return False
+        if not is_utf8(path):
+            if path not in warned and len(warned) < WARNED_NAMES_MAX:
+                warned.add(path)
+                log.warning(
+                    "skipped %r: the path is not valid UTF-8 (feeds and the state are UTF-8); "
+                    "rename it",
+                    os.fsencode(path),
+                )
+            return False
+        return True
 
     return accept
+
+
+def is_utf8(path: str) -> bool:
+    """False for a path holding bytes that are not UTF-8 (decoded as lone surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def walk(
     roots: Sequence[Path], accept: Callable[[str], bool], follow_symlinks: bool = True
 ) -> Iterator[FileStamp]:
-    """Every accepted file under the roots, as paths joined from the root as given."""
+    """Every accepted file under the roots, as paths joined from the root as given; and a
+    marker (``unlisted``) for each folder that could not be listed."""
     visited: set[tuple[int, int]] = set()
     for root in roots:
         if not root.is_dir():
-            log.warning("article folder %s does not exist or is not a folder; skipped", root)
+            log.warning(
+                "article folder %s does not exist or is not a folder; its known files are kept",
+                root,
+            )
+            yield unlisted(str(root))
             continue
         yield from _walk_root(str(root), accept, follow_symlinks, visited)
 
@@ -73,12 +108,18 @@ def _walk_root(
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            log.warning("cannot list %s: %s", folder, exc.strerror)
+            log.warning("cannot list %s: %s; its known files are kept", folder, exc.strerror)
+            yield unlisted(folder)
             continue
         for entry in sorted(entries, key=lambda e: e.name, reverse=True):
             stamp = _visit(entry, accept, follow, stack)
             if stamp is not None:
                 yield stamp
+
+
+def unlisted(folder: str) -> FileStamp:
+    """The marker stamp of a folder that could not be listed (its path ends with "/")."""
+    return FileStamp(os.path.join(folder, ""), UNLISTED, UNLISTED)
 
 
 def _visit(
@@ -90,24 +131,45 @@ def _visit(
         if entry.is_dir(follow_symlinks=follow):
             stack.append(entry.path)
             return None
-        if not entry.is_file(follow_symlinks=follow) or not accept(entry.path):
+        if not entry.is_file(follow_symlinks=follow):
+            return _broken_link(entry, accept) if follow else None
+        if not accept(entry.path):
             return None
         info = entry.stat(follow_symlinks=follow)
-    except OSError:  # vanished or dangling symlink: the next scan will know
-        return None
+    except OSError:  # vanished, or a symlink loop
+        return _broken_link(entry, accept) if follow else None
     return FileStamp(entry.path, info.st_size, info.st_mtime_ns)
 
 
+def _broken_link(entry: os.DirEntry[str], accept: Callable[[str], bool]) -> FileStamp | None:
+    """A dangling or looping article symlink, listed so that reading it reports why."""
+    try:
+        dangling = entry.is_symlink() and not os.path.exists(entry.path)
+    except OSError:
+        return None
+    if not dangling or not accept(entry.path):
+        return None
+    return FileStamp(entry.path, *BROKEN_LINK)
+
+
 def diff(current: Iterator[FileStamp], known: Mapping[str, tuple[int, int]]) -> ScanDiff:
-    """Compare a walk with the store's index ``{path: (size, mtime_ns)}``."""
+    """Compare a walk with the store's index ``{path: (size, mtime_ns)}``. Known files below a
+    folder that could not be listed count as unchanged, not gone."""
     changed: list[FileStamp] = []
     present: set[str] = set()
+    unlisted_folders: list[str] = []
     unchanged = 0
     for stamp in current:
+        if stamp.size == UNLISTED:
+            unlisted_folders.append(stamp.path)
+            continue
         present.add(stamp.path)
         if known.get(stamp.path) == (stamp.size, stamp.mtime_ns):
             unchanged += 1
         else:
             changed.append(stamp)
-    gone = tuple(sorted(path for path in known if path not in present))
+    missing = [path for path in known if path not in present]
+    kept = tuple(unlisted_folders)
+    gone = tuple(sorted(path for path in missing if not path.startswith(kept)))
+    unchanged += len(missing) - len(gone)
     return ScanDiff(tuple(changed), gone, unchanged, len(present))

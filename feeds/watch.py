@@ -44,6 +44,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from feeds.scan import is_utf8
+
 log = logging.getLogger("feeds.watch")
 
 MAX_BURST_DELAY = 2.0  # seconds after the first event of a burst at which we flush anyway
@@ -352,7 +354,8 @@ class ArticleWatcher:
     @staticmethod
     def _visible_dir(root: _Root, raw_path: bytes | str) -> str | None:
         path = root.reported_path(os.fsdecode(raw_path))
-        if path is None or root.is_hidden(path, check_last=True):
+        # a folder whose name is not UTF-8 holds no accepted file (see ``scan.is_utf8``)
+        if path is None or root.is_hidden(path, check_last=True) or not is_utf8(path):
             return None
         return path
 
