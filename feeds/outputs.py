@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from feeds.classify import topic_slug
 from feeds.config import Config
@@ -17,7 +18,7 @@ from feeds.errors import OutputError
 from feeds.model import FeedKey, FeedMeta, Site
 from feeds.publish import PublishError, publish, remove
 from feeds.render import render_atom, render_index, render_opml, render_rss
-from feeds.store import Store
+from feeds.store import FeedState, Store
 
 log = logging.getLogger("feeds.outputs")
 FORMATS = ("rss", "atom")
@@ -41,8 +42,9 @@ def site_of(config: Config) -> Site:
 
 
 def feed_metas(config: Config, store: Store) -> list[FeedMeta]:
-    """Every feed there is: all, one per source ever seen, one per configured topic."""
-    counts = store.feed_counts()
+    """Every feed there is: all, one per source ever seen, one per configured topic; with the
+    item counts of their last render (``render_feeds`` refreshes those it renders)."""
+    counts = {name: state.count for name, state in store.feed_states().items()}
     title = config.feed.title
     metas = [FeedMeta(FeedKey("all"), title, config.feed.description, counts.get("all", 0))]
     for slug, name in sorted(store.sources().items()):
@@ -62,10 +64,10 @@ def render_feeds(store: Store, config: Config) -> RenderReport:
     metas = feed_metas(config, store)
     states = store.feed_states()
     try:
-        for meta in metas:
-            dirty, _ = states.get(meta.key.name, (True, None))
-            if dirty or _missing(config, meta.key):
-                _render_one(store, config, site, meta, report)
+        for index, meta in enumerate(metas):
+            state = states.get(meta.key.name)
+            if state is None or state.dirty or _missing(config, meta.key):
+                metas[index] = _render_one(store, config, site, meta, report)
         _remove_stale(store, config, {m.key.name for m in metas}, states, report)
         _write(config, "index.html", render_index(metas, site), report)
         _write(config, "feeds.opml", render_opml(metas, site), report)
@@ -80,7 +82,8 @@ def _missing(config: Config, key: FeedKey) -> bool:
 
 def _render_one(
     store: Store, config: Config, site: Site, meta: FeedMeta, report: RenderReport
-) -> None:
+) -> FeedMeta:
+    meta = replace(meta, count=store.feed_count(meta.key))
     items = store.feed_items(meta.key, config.feed.limit)
     digest = hashlib.sha256()
     for fmt, render in (("rss", render_rss), ("atom", render_atom)):
@@ -88,8 +91,9 @@ def _render_one(
         digest.update(data)
         _write(config, f"{meta.key.path_stem}.{fmt}", data, report)
     with store.transaction():
-        store.mark_rendered(meta.key.name, digest.hexdigest()[:32])
+        store.mark_rendered(meta.key.name, digest.hexdigest()[:32], meta.count)
     report.rendered += 1
+    return meta
 
 
 def _write(config: Config, relpath: str, data: bytes, report: RenderReport) -> None:
@@ -101,7 +105,7 @@ def _remove_stale(
     store: Store,
     config: Config,
     wanted: set[str],
-    states: dict[str, tuple[bool, str | None]],
+    states: Mapping[str, FeedState],
     report: RenderReport,
 ) -> None:
     for name in sorted(set(states) - wanted):

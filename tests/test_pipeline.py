@@ -280,3 +280,20 @@ def test_cleanup_rule_change_rewrites_stored_content(
     build(config)
     (entry,) = entries(config, "all.atom")
     assert "本文仅供参考" not in entry.content[0].value
+
+
+def test_index_counts_follow_changes(config: Config, articles: Path) -> None:
+    import re
+
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    gone = write(articles / "b.md", hexo_post("北交所另一条消息", OTHER + ["北交所成交活跃。"]))
+    build(config)
+
+    def counts() -> list[int]:
+        html = (config.output / "index.html").read_text("utf-8")
+        return [int(n) for n in re.findall(r'<td class="count">(\d+)</td>', html)]
+
+    assert counts()[0] == 2  # the "all" row comes first
+    gone.unlink()
+    build(config)
+    assert counts()[0] == 1

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feeds.store.sqlite import ErrorRow, FileRow, ItemListing, ItemRow, SQLiteStore
+from feeds.store.sqlite import ErrorRow, FeedState, FileRow, ItemListing, ItemRow, SQLiteStore
 
 Store = SQLiteStore
 
-__all__ = ["ErrorRow", "FileRow", "ItemListing", "ItemRow", "Store", "open_store"]
+__all__ = ["ErrorRow", "FeedState", "FileRow", "ItemListing", "ItemRow", "Store", "open_store"]
 
 
 def open_store(path: Path) -> Store:

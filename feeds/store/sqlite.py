@@ -113,6 +113,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (hash, item_id)
     ) WITHOUT ROWID;
     """,
+    # 4: each feed's item count, kept from its last render (the index shows every count)
+    """
+    ALTER TABLE feeds ADD COLUMN count INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -163,6 +167,34 @@ class ItemRow:
     source_slug: str
     removed: bool
     title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    dirty: bool
+    digest: str | None
+    count: int  # live items when last rendered
+
+
+def _feed_item(
+    item_id: str, updated: int, published: int, blob: bytes, sources: tuple[tuple[str, str], ...]
+) -> FeedItem:
+    article = decode_article(blob)
+    return FeedItem(
+        id=item_id,
+        title=article.title,
+        link=article.link,
+        published=from_ts(published),
+        updated=max(from_ts(updated), from_ts(published)),
+        source_name=article.source_name,
+        source_slug=article.source_slug,
+        categories=article.categories,
+        content_html=article.content_html,
+        summary=article.summary,
+        image=article.image,
+        language=article.language,
+        sources=sources,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,15 +567,18 @@ class SQLiteStore(OutboxMixin):
     def mark_all_dirty(self) -> None:
         self._run("UPDATE feeds SET dirty = 1")
 
-    def feed_states(self) -> dict[str, tuple[bool, str | None]]:
-        rows = self._all("SELECT name, dirty, digest FROM feeds")
-        return {str(n): (bool(d), None if g is None else str(g)) for n, d, g in rows}
+    def feed_states(self) -> dict[str, FeedState]:
+        rows = self._all("SELECT name, dirty, digest, count FROM feeds")
+        return {
+            str(n): FeedState(bool(d), None if g is None else str(g), int(c)) for n, d, g, c in rows
+        }
 
-    def mark_rendered(self, name: str, digest: str) -> None:
+    def mark_rendered(self, name: str, digest: str, count: int) -> None:
         self._run(
-            "INSERT INTO feeds (name, dirty, digest) VALUES (?, 0, ?) "
-            "ON CONFLICT (name) DO UPDATE SET dirty = 0, digest = excluded.digest",
-            (name, digest),
+            "INSERT INTO feeds (name, dirty, digest, count) VALUES (?, 0, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET dirty = 0, digest = excluded.digest, "
+            "count = excluded.count",
+            (name, digest, count),
         )
 
     def forget_feed(self, name: str) -> None:
@@ -552,85 +587,82 @@ class SQLiteStore(OutboxMixin):
     def sources(self) -> dict[str, str]:
         return {str(s): str(n) for s, n in self._all("SELECT slug, name FROM sources")}
 
-    def feed_counts(self) -> dict[str, int]:
-        counts = {"all": self.count_items()}
-        for slug, count in self._all(
-            "SELECT f.source_slug, count(DISTINCT f.item_id) FROM files f "
-            "JOIN items i ON i.id = f.item_id WHERE i.removed_at IS NULL GROUP BY f.source_slug"
-        ):
-            counts[f"source:{slug}"] = int(count)
-        for topic, count in self._all(
-            "SELECT t.topic, count(*) FROM item_topics t JOIN items i ON i.id = t.item_id "
-            "WHERE i.removed_at IS NULL GROUP BY t.topic"
-        ):
-            counts[f"topic:{topic}"] = int(count)
-        return counts
+    def feed_count(self, key: FeedKey) -> int:
+        """How many live items a feed has in all (the index shows it)."""
+        if key.kind == "all":
+            return self.count_items()
+        if key.kind == "source":
+            row = self._one(
+                "SELECT count(DISTINCT f.item_id) FROM files f JOIN items i ON i.id = f.item_id "
+                "WHERE f.source_slug = ? AND i.removed_at IS NULL",
+                (key.slug,),
+            )
+        else:
+            row = self._one(
+                "SELECT count(*) FROM item_topics t JOIN items i ON i.id = t.item_id "
+                "WHERE t.topic = ? AND i.removed_at IS NULL",
+                (key.slug,),
+            )
+        return int(row[0])
 
     def feed_items(self, key: FeedKey, limit: int) -> list[FeedItem]:
         """The newest ``limit`` items of a feed, newest first, ties broken by id."""
         if key.kind == "source":
-            return self._source_items(key.slug, limit)
-        select = (
-            "SELECT i.id, i.updated, i.published, f.article FROM items i "
-            "JOIN files f ON f.path = i.rep_path "
-        )
-        if key.kind == "all":
-            rows = self._all(
-                select + "WHERE i.removed_at IS NULL ORDER BY i.published DESC, i.id LIMIT ?",
+            picks = self._source_picks(key.slug, limit)
+        elif key.kind == "all":
+            picks = self._all(
+                "SELECT id, updated, published, rep_path FROM items WHERE removed_at IS NULL "
+                "ORDER BY published DESC, id LIMIT ?",
                 (limit,),
             )
         else:
-            rows = self._all(
-                select + "JOIN item_topics t ON t.item_id = i.id "
+            picks = self._all(
+                "SELECT i.id, i.updated, i.published, i.rep_path FROM items i "
+                "JOIN item_topics t ON t.item_id = i.id "
                 "WHERE t.topic = ? AND i.removed_at IS NULL "
                 "ORDER BY i.published DESC, i.id LIMIT ?",
                 (key.slug, limit),
             )
-        return [self._feed_item(*row) for row in rows]
+        return self._feed_items(picks)
 
-    def _source_items(self, slug: str, limit: int) -> list[FeedItem]:
-        rows = self._all(
-            "SELECT i.id, i.updated, f.published, f.article FROM files f "
-            "JOIN items i ON i.id = f.item_id WHERE f.source_slug = ? AND i.removed_at IS NULL "
-            "ORDER BY f.published DESC, i.id, f.quality DESC, f.present DESC, f.path",
-            (slug,),
-        )
-        seen: set[str] = set()
-        items: list[FeedItem] = []
-        for row in rows:
-            if str(row[0]) in seen:
-                continue
-            seen.add(str(row[0]))
-            items.append(self._feed_item(*row))
-            if len(items) >= limit:
-                break
-        return items
-
-    def _feed_item(self, item_id: str, updated: int, published: int, blob: bytes) -> FeedItem:
-        article = decode_article(blob)
-        sources = tuple(
-            (str(s), str(n))
-            for s, n in self._all(
-                "SELECT DISTINCT source_slug, source_name FROM files WHERE item_id = ? "
-                "ORDER BY source_slug",
-                (item_id,),
+    def _source_picks(self, slug: str, limit: int) -> list[Any]:
+        """(item, updated, published, path) of the newest items with a file from this outlet;
+        an item with several such files shows its best one. Fetches a little more than needed
+        and more only when one story has many files here."""
+        fetch = limit * 2 + 8
+        while True:
+            rows = self._all(
+                "SELECT i.id, i.updated, f.published, f.path FROM files f "
+                "JOIN items i ON i.id = f.item_id WHERE f.source_slug = ? "
+                "AND i.removed_at IS NULL "
+                "ORDER BY f.published DESC, i.id, f.quality DESC, f.present DESC, f.path LIMIT ?",
+                (slug, fetch),
             )
-        )
-        return FeedItem(
-            id=item_id,
-            title=article.title,
-            link=article.link,
-            published=from_ts(published),
-            updated=max(from_ts(updated), from_ts(published)),
-            source_name=article.source_name,
-            source_slug=article.source_slug,
-            categories=article.categories,
-            content_html=article.content_html,
-            summary=article.summary,
-            image=article.image,
-            language=article.language,
-            sources=sources,
-        )
+            picks = list({row[0]: row for row in reversed(rows)}.values())[::-1]
+            picks.sort(key=lambda r: (-r[2], r[0]))
+            if len(picks) >= limit or len(rows) < fetch:
+                return picks[:limit]
+            fetch *= 4
+
+    def _feed_items(self, picks: Sequence[Any]) -> list[FeedItem]:
+        if not picks:
+            return []
+        paths = [p[3] for p in picks]
+        marks = ",".join("?" * len(picks))
+        blobs = dict(self._all(f"SELECT path, article FROM files WHERE path IN ({marks})", paths))
+        ids = [p[0] for p in picks]
+        sources: dict[str, list[tuple[str, str]]] = {}
+        for item_id, slug, name in self._all(
+            f"SELECT DISTINCT item_id, source_slug, source_name FROM files "
+            f"WHERE item_id IN ({marks}) ORDER BY item_id, source_slug",
+            ids,
+        ):
+            sources.setdefault(str(item_id), []).append((str(slug), str(name)))
+        return [
+            _feed_item(str(i), u, p, blobs[path], tuple(sources.get(str(i), ())))
+            for i, u, p, path in picks
+            if path in blobs
+        ]
 
     # -- listings --------------------------------------------------------------------------
 
