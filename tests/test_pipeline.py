@@ -286,7 +286,7 @@ def test_index_counts_follow_changes(config: Config, articles: Path) -> None:
     import re
 
     write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
-    gone = write(articles / "b.md", hexo_post("北交所另一条消息", OTHER + ["北交所成交活跃。"]))
+    gone = write(articles / "b.md", hexo_post("北交所另一条消息", [*OTHER, "北交所成交活跃。"]))
     build(config)
 
     def counts() -> list[int]:
