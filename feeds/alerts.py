@@ -43,7 +43,7 @@ from feeds.model import Article, Site, TopicMatch
 from feeds.outputs import site_of
 from feeds.store import Store
 from feeds.store.outbox import NewAlert
-from feeds.text import collapse_whitespace, fold
+from feeds.text import collapse_whitespace, defang, fold
 
 SNIPPET_CHARS: Final = 40
 
@@ -78,8 +78,9 @@ def locate(text: str, folded_word: str) -> tuple[int, int]:
 
 
 def snippet(text: str, folded_word: str, width: int = SNIPPET_CHARS) -> str:
-    """About ``width`` characters of ``text`` around the word, whitespace collapsed."""
-    flat = collapse_whitespace(text)
+    """About ``width`` characters of ``text`` around the word, whitespace collapsed, defanged
+    (article text may quote markup: no receiver may read a tag from it)."""
+    flat = defang(collapse_whitespace(text))
     start, length = locate(flat, folded_word)
     if start < 0:
         return truncate_chars(flat, width)

@@ -79,6 +79,7 @@ BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_PARAGRAPH = frozenset({"p"})
 _TABLE_STRUCTURE = frozenset({"thead", "tbody", "tfoot", "tr", "td", "th"})  # kept when empty
 # The sanitizer removes tags it does not allow but keeps their content, so renaming an
 # element to this tag unwraps it for free (no tree surgery).
@@ -134,8 +135,12 @@ _ANY_TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # nh3 always double-quotes
 _IMG_SRC = re.compile(r'<img\b(?:[^>"]|"[^"]*")*?\ssrc="([^"]*)"')
 _BLANK_RUN = re.compile(r"\s*\n\s*")
 _EMPTY_BLOCK = re.compile(
-    r"<(p|div|li|ul|ol|h[1-6]|blockquote|figure|figcaption|pre|center)>\s*</\1>"
-    r"|<table>(?:\s|</?(?:caption|colgroup|col|thead|tbody|tfoot|tr|td|th)>)*</table>"
+    r"<(p|div|li|ul|ol|h[1-6]|blockquote|figure|figcaption|pre|center)>(?:\s|&nbsp;)*</\1>"
+    r"|<table>(?:\s|&nbsp;|</?(?:caption|colgroup|col|thead|tbody|tfoot|tr|td|th)>)*</table>"
+)
+# Blank text opening a block (the sanitizer re-parse can leave some where pass B trimmed none).
+_BLOCK_OPENING_BLANK = re.compile(
+    r"(<(?:p|div|li|h[1-6]|blockquote|figcaption|caption|td|th)>)(?:\s|&nbsp;)+"
 )
 
 _SENTENCE_END = re.compile(r"(?:[。！？!?；;…]+|\.(?=\s))[”’」』）)\"']*")
@@ -304,18 +309,23 @@ def _visit(node: Tag, selectors: _Selectors, base_url: str | None, tree: _Tree, 
         return False
     elif name == "a":
         _fix_link(node, base_url, tree)
-    elif name in _WRAPPERS or (name in _HEADINGS and _inside_heading(node, root)):
-        _mark_unwrap(node)  # a heading in a heading: parsers disagree where it ends
+    elif name in _WRAPPERS or _misnested(node, root):
+        _mark_unwrap(node)
     elif name in BLOCK_TAGS:
         tree.blocks.append(node)
     return True
 
 
-def _inside_heading(node: Tag, root: Tag) -> bool:
+def _misnested(node: Tag, root: Tag) -> bool:
+    """A paragraph inside a paragraph, a heading inside a heading: lxml nests them (through
+    inline elements), the sanitizer's HTML5 parser splits them. Unwrapped, so both agree."""
+    kinds = _HEADINGS if node.name in _HEADINGS else _PARAGRAPH if node.name == "p" else None
+    if kinds is None:
+        return False
     for parent in node.parents:
         if parent is root:
             return False
-        if parent.name in _HEADINGS:
+        if parent.name in kinds:
             return True
     return False
 
@@ -548,7 +558,9 @@ def _tidy(html: str) -> str:
     # image: gone) applies to them too, so cleaning stays idempotent.
     while _EMPTY_BLOCK.search(html):
         html = _EMPTY_BLOCK.sub("", html).strip()
-    return html if "<pre" in html else _BLANK_RUN.sub("\n", html)
+    if "<pre" in html:
+        return html
+    return _BLANK_RUN.sub("\n", _BLOCK_OPENING_BLANK.sub(r"\1", html))
 
 
 def _sanitized_to_text(html: str) -> str:

@@ -12,6 +12,7 @@ story published within the window; the item this path belonged to (an edit); els
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from feeds.store.codec import decode_article, encode_article
 
 log = logging.getLogger("feeds.ingest")
 HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
+SHINGLE_CACHE = 4096  # files whose shingles stay in memory for near-duplicate checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class Ingestor:
         self.refresh_unchanged = False
         # Articles of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, tuple[Article, tuple[TopicMatch, ...]]] = {}
+        # Shingles of recently stored files: candidates for the next near-duplicate checks.
+        self._shingles: OrderedDict[str, Shingles] = OrderedDict()
 
     def apply(self, processed: Sequence[Processed], gone: Sequence[str]) -> BatchReport:
         report = BatchReport()
@@ -201,21 +205,30 @@ class Ingestor:
 
     def _near_story(self, article: Article, sh: Shingles) -> _Placement | None:
         window = timedelta(hours=self.dedupe.window_hours)
+        since, until = article.published - window, article.published + window
         best: tuple[float, str] | None = None
-        for item_id in self.store.items_by_anchors(sh.anchors, self.dedupe.max_candidates):
-            item = self.store.item(item_id)
-            if item is None or abs(item.published - article.published) > window:
-                continue
+        limit = self.dedupe.max_candidates
+        for item_id in self.store.items_by_anchors(sh.anchors, since, until, limit):
             score = max((self._similarity(m, sh) for m in self._live(item_id)), default=0.0)
             if score >= self.dedupe.threshold and (best is None or score > best[0]):
                 best = (score, item_id)
         return None if best is None else _Placement(best[1], False, round(best[0], 4))
 
     def _similarity(self, member: FileRow, sh: Shingles) -> float:
-        blob = self.store.file_article(member.path)
-        if blob is None:
-            return 0.0
-        return similarity(sh, shingles(identity(decode_article(blob))))
+        cached = self._shingles.get(member.path)
+        if cached is None:
+            blob = self.store.file_article(member.path)
+            if blob is None:
+                return 0.0
+            cached = shingles(identity(decode_article(blob)))
+            self._remember_shingles(member.path, cached)
+        return similarity(sh, cached)
+
+    def _remember_shingles(self, path: str, sh: Shingles) -> None:
+        self._shingles[path] = sh
+        self._shingles.move_to_end(path)
+        while len(self._shingles) > SHINGLE_CACHE:
+            self._shingles.popitem(last=False)
 
     def _live(self, item_id: str) -> list[FileRow]:
         return [m for m in self.store.members(item_id) if m.present]
@@ -229,6 +242,7 @@ class Ingestor:
             article.source_slug, article.source_name, article.published, place.near_score,
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
+        self._remember_shingles(stamp.path, done.shingles)
         self.store.remember_keys(place.item_id, fp, key)
         if self.dedupe.near:
             self.store.add_anchors(place.item_id, done.shingles.anchors)

