@@ -138,6 +138,8 @@ _EMPTY_BLOCK = re.compile(
     r"<(p|div|li|ul|ol|h[1-6]|blockquote|figure|figcaption|pre|center)>(?:\s|&nbsp;)*</\1>"
     r"|<table>(?:\s|&nbsp;|</?(?:caption|colgroup|col|thead|tbody|tfoot|tr|td|th)>)*</table>"
 )
+# An inline element with nothing in it (the sanitizer's parser splits <p><b><div>… so).
+_EMPTY_INLINE = re.compile(r"<(b|i|u|em|strong|span|sub|sup|code)></\1>")
 # Blank text opening a block (the sanitizer re-parse can leave some where pass B trimmed none).
 _BLOCK_OPENING_BLANK = re.compile(
     r"(<(?:p|div|li|h[1-6]|blockquote|figcaption|caption|td|th)>)(?:\s|&nbsp;)+"
@@ -556,8 +558,8 @@ def _tidy(html: str) -> str:
     # The sanitizer re-parses the markup: a block that pass B kept as the container of another
     # block it may not hold (<p><a><p>…) splits into empty halves. Pass B's rule (no text, no
     # image: gone) applies to them too, so cleaning stays idempotent.
-    while _EMPTY_BLOCK.search(html):
-        html = _EMPTY_BLOCK.sub("", html).strip()
+    while _EMPTY_BLOCK.search(html) or _EMPTY_INLINE.search(html):
+        html = _EMPTY_BLOCK.sub("", _EMPTY_INLINE.sub("", html)).strip()
     if "<pre" in html:
         return html
     return _BLANK_RUN.sub("\n", _BLOCK_OPENING_BLANK.sub(r"\1", html))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -90,13 +90,24 @@ def redact_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of a URL that ``redact_url`` hides (to scrub them from any text)."""
+    """The parts of a URL that ``redact_url`` hides (to scrub them from any text), in every
+    spelling an answer or an error may echo them: as sent (percent-encoded), decoded, and
+    encoded again."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return [url]
-    values = [value for _, value in parse_qsl(parts.query) if len(value) >= 4]
-    return [url, parts.netloc, *values, *_secret_segments(parts.path)]
+    as_sent = [pair.partition("=")[2] for pair in parts.query.split("&")]
+    segments = _secret_segments(parts.path)
+    values = [*as_sent, *(v for _, v in parse_qsl(parts.query)), *segments]
+    values += [unquote(segment) for segment in segments]
+    spelled = {
+        form
+        for value in values
+        if len(value) >= 4
+        for form in (value, quote(value, safe=""), quote_plus(value))
+    }
+    return [url, parts.netloc, *sorted(spelled)]
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:

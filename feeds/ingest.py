@@ -51,7 +51,10 @@ class Analysis:
     blob: bytes  # the article as stored
 
 
-def analyze(article: Article, topics: TopicMatcher) -> Analysis:
+NO_SHINGLES = Shingles(frozenset(), frozenset(), ())
+
+
+def analyze(article: Article, topics: TopicMatcher, near: bool = True) -> Analysis:
     ident = identity(article)
     found = topics.match(
         title=article.title,
@@ -59,7 +62,8 @@ def analyze(article: Article, topics: TopicMatcher) -> Analysis:
         content=article.text,
         source_slug=article.source_slug,
     )
-    return Analysis(ident, shingles(ident), tuple(found), encode_article(article))
+    sh = shingles(ident) if near else NO_SHINGLES
+    return Analysis(ident, sh, tuple(found), encode_article(article))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,7 @@ class BatchReport:
     removed: int = 0
     merged: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
-    events: list[ItemEvent] = field(default_factory=list)
+    events: list[tuple[str, str]] = field(default_factory=list)  # (kind, item id), not articles
 
     def add(self, other: BatchReport) -> None:
         for name in ("seen", "new", "updated", "unchanged", "removed", "merged"):
@@ -153,7 +157,7 @@ class Ingestor:
         self, stamp: FileStamp, article: Article, done: Analysis | None, report: BatchReport
     ) -> None:
         self.store.clear_error(stamp.path)
-        done = done or analyze(article, self.topics)
+        done = done or analyze(article, self.topics, self.dedupe.near)
         self._fresh[stamp.path] = (article, done.topics)
         fp, key = done.identity.fingerprint, done.identity.body_key
         old = self.store.file(stamp.path)
@@ -333,7 +337,7 @@ class Ingestor:
     def _emit(self, event: ItemEvent, report: BatchReport) -> None:
         if self.refresh_unchanged and event.kind == "item.updated":
             return  # a config change re-read everything: new rules are not news
-        report.events.append(event)
+        report.events.append((event.kind, event.item_id))
         if self.on_event is not None:
             self.on_event(self.store, event)
 

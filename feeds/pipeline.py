@@ -47,12 +47,14 @@ def process_file(
         return _stamp_of(path), ArticleError(path, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def prepare(path: str, rules: NormalizeRules, max_bytes: int, topics: TopicMatcher) -> Processed:
+def prepare(
+    path: str, rules: NormalizeRules, max_bytes: int, topics: TopicMatcher, near: bool
+) -> Processed:
     """``process_file`` plus its analysis: all the per-file work that is pure."""
     stamp, result = process_file(path, rules, max_bytes)
     if isinstance(result, ArticleError):
         return Processed(stamp, result)
-    return Processed(stamp, result, analyze(result, topics))
+    return Processed(stamp, result, analyze(result, topics, near))
 
 
 def _stamp_of(path: str) -> FileStamp:
@@ -63,18 +65,35 @@ def _stamp_of(path: str) -> FileStamp:
     return FileStamp(path, info.st_size, info.st_mtime_ns)
 
 
-_worker: tuple[NormalizeRules, int, TopicMatcher] | None = None
+_worker: tuple[NormalizeRules, int, TopicMatcher, bool] | None = None
 
 
 def _init_worker(config: Config) -> None:
     global _worker
     rules = NormalizeRules.from_config(config)
-    _worker = (rules, config.input.max_file_bytes, TopicMatcher(config.topics))
+    topics = TopicMatcher(config.topics)
+    _worker = (rules, config.input.max_file_bytes, topics, config.dedupe.near)
 
 
 def _process_in_worker(path: str) -> Processed:
     assert _worker is not None
     return prepare(path, *_worker)
+
+
+WINDOW = 512  # files submitted to the pool ahead of the ingest: bounds memory, keeps order
+
+
+def _bounded_map(pool: Executor, paths: Sequence[str]) -> Iterator[Processed]:
+    """``pool.map`` over windows, the next one submitted before the current is consumed."""
+    windows = [paths[i : i + WINDOW] for i in range(0, len(paths), WINDOW)]
+    if not windows:
+        return
+    pending = pool.map(_process_in_worker, windows[0], chunksize=16)
+    for following in windows[1:]:
+        ahead = pool.map(_process_in_worker, following, chunksize=16)
+        yield from pending
+        pending = ahead
+    yield from pending
 
 
 @dataclass(slots=True)
@@ -146,12 +165,12 @@ class Pipeline:
 
     def process(self, paths: Sequence[str]) -> Iterator[Processed]:
         if self.workers <= 1 or len(paths) < PARALLEL_THRESHOLD:
-            limit = self.config.input.max_file_bytes
+            limit, near = self.config.input.max_file_bytes, self.config.dedupe.near
             for path in paths:
-                yield prepare(path, self.rules, limit, self.ingestor.topics)
+                yield prepare(path, self.rules, limit, self.ingestor.topics, near)
             return
         with self._pool() as pool:
-            yield from pool.map(_process_in_worker, paths, chunksize=64)
+            yield from _bounded_map(pool, paths)
 
     def _pool(self) -> Executor:
         return ProcessPoolExecutor(

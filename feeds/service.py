@@ -258,15 +258,19 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
     service = Service(config, workers=args.workers, allow_reissue=args.allow_reissue)
     stop = threading.Event()
     reload_requested = threading.Event()
+    woken = threading.Event()  # no polling: the main thread sleeps until a signal
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         (reload_requested if signum == signal.SIGHUP else stop).set()
+        woken.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     service.start(host=host, port=port, http=http)
-    while not stop.wait(0.2):
-        if reload_requested.is_set():
+    while not stop.is_set():
+        woken.wait()
+        woken.clear()
+        if reload_requested.is_set() and not stop.is_set():
             if _config_reloadable(args):
                 break
             reload_requested.clear()

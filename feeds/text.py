@@ -32,7 +32,7 @@ _TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
 def defang(text: str) -> str:
     """Plain text that no HTML parser reads a tag from, even one treating it as HTML (many
     feed readers render an RSS title so): such a "<" becomes the full-width "＜"."""
-    return text
+    return _TAG_OPEN.sub("＜", text)
 
 
 def xml_safe(text: str) -> str:
