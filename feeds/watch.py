@@ -49,6 +49,7 @@ from feeds.scan import is_utf8
 log = logging.getLogger("feeds.watch")
 
 MAX_BURST_DELAY = 2.0  # seconds after the first event of a burst at which we flush anyway
+COMPLETE_QUIET = 0.05  # the lull that ends a burst of complete files (closed or renamed)
 MAX_SETTLE_WAIT = 60.0  # seconds a file may keep changing before it is emitted anyway
 PENDING_LIMIT_FACTOR = 20  # at most max_batch * this paths wait to settle; more are dropped
 WORKER_THREAD_NAME = "feeds-watch"
@@ -480,8 +481,15 @@ class ArticleWatcher:
             if len(self._fresh) >= self._max_batch:
                 return now
             quiet_at = self._last_event_at + self._debounce
+            if self._fresh_all_complete_locked():
+                quiet_at = min(quiet_at, self._last_event_at + COMPLETE_QUIET)
             return min(quiet_at, self._burst_started + MAX_BURST_DELAY)
         return self._next_recheck
+
+    def _fresh_all_complete_locked(self) -> bool:
+        """Every new change was closed after writing or renamed into place: nothing to wait for
+        but a short lull, so a single new article is not held back by the full debounce."""
+        return all(self._changes[p].complete for p in self._fresh if p in self._changes)
 
     def _walk(self, dirs: Iterable[str]) -> None:
         """Surface the files of directories created or moved in (their own events may be lost)."""
