@@ -134,9 +134,11 @@ _CELL_TAG = re.compile(r"</?t[dh]>")
 _ANY_TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # nh3 always double-quotes attributes
 _IMG_SRC = re.compile(r'<img\b(?:[^>"]|"[^"]*")*?\ssrc="([^"]*)"')
 _BLANK_RUN = re.compile(r"\s*\n\s*")
-_EMPTY_BLOCK = re.compile(
-    r"<(p|div|li|ul|ol|h[1-6]|blockquote|figure|figcaption|pre|center)>(?:\s|&nbsp;)*</\1>"
-    r"|<table>(?:\s|&nbsp;|</?(?:caption|colgroup|col|thead|tbody|tfoot|tr|td|th)>)*</table>"
+_BLANK = r"\s|&nbsp;|</?(?:b|i|u|em|strong|span|sub|sup|code)>"  # blanks and inline tags
+_CELLS = r"</?(?:caption|colgroup|col|thead|tbody|tfoot|tr|td|th)>"
+_EMPTY_BLOCK = re.compile(  # nothing visible inside
+    rf"<(p|div|li|ul|ol|h[1-6]|blockquote|figure|figcaption|pre|center)>(?:{_BLANK})*</\1>"
+    rf"|<table>(?:{_BLANK}|{_CELLS})*</table>"
 )
 # An inline element with nothing in it (the sanitizer's parser splits <p><b><div>… so).
 _EMPTY_INLINE = re.compile(r"<(b|i|u|em|strong|span|sub|sup|code)></\1>")

@@ -29,6 +29,8 @@ from feeds.store.codec import decode_article, encode_article
 log = logging.getLogger("feeds.ingest")
 HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
 SHINGLE_CACHE = 4096  # files whose shingles stay in memory for near-duplicate checks
+MIN_SHARED_ANCHORS = 2  # a candidate shares this many sampled runs (or the title)
+MAX_ANCHOR_POSTINGS = 64  # an anchor held by more stories is a common phrase: skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +211,16 @@ class Ingestor:
 
     def _near_story(self, article: Article, sh: Shingles) -> _Placement | None:
         window = timedelta(hours=self.dedupe.window_hours)
-        since, until = article.published - window, article.published + window
+        found = self.store.items_by_anchors(
+            sh.run_anchors,
+            () if sh.title_anchor is None else (sh.title_anchor,),
+            (article.published - window, article.published + window),
+            min_shared=MIN_SHARED_ANCHORS,
+            max_postings=MAX_ANCHOR_POSTINGS,
+            limit=self.dedupe.max_candidates,
+        )
         best: tuple[float, str] | None = None
-        limit = self.dedupe.max_candidates
-        for item_id in self.store.items_by_anchors(sh.anchors, since, until, limit):
+        for item_id in found:
             score = max((self._similarity(m, sh) for m in self._live(item_id)), default=0.0)
             if score >= self.dedupe.threshold and (best is None or score > best[0]):
                 best = (score, item_id)

@@ -48,6 +48,11 @@ class Shingles:
     numbers: frozenset[str]
     anchors: tuple[int, ...]  # index keys (32-bit): sampled runs, then the title's
     title_grams: frozenset[str] = frozenset()  # empty when the title was derived
+    title_anchor: int | None = None  # also the last of ``anchors``
+
+    @property
+    def run_anchors(self) -> tuple[int, ...]:
+        return self.anchors[:-1] if self.title_anchor is not None else self.anchors
 
 
 def shingles(ident: Identity) -> Shingles:
@@ -57,17 +62,18 @@ def shingles(ident: Identity) -> Shingles:
     triples = zip(codes, codes[1:], codes[2:], strict=False)
     hashes = frozenset((a << 42) | (b << 21) | c for a, b, c in triples)
     numbers = frozenset(_NUMBER.findall(ident.body))
-    return Shingles(hashes, numbers, _anchors(text, ident.title), frozenset(_grams(ident.title, 2)))
+    title_anchor = (
+        zlib.crc32(("title\x1f" + ident.title).encode()) if len(ident.title) >= 4 else None
+    )
+    anchors = _run_anchors(text) + (() if title_anchor is None else (title_anchor,))
+    return Shingles(hashes, numbers, anchors, frozenset(_grams(ident.title, 2)), title_anchor)
 
 
-def _anchors(text: str, title: str) -> tuple[int, ...]:
+def _run_anchors(text: str) -> tuple[int, ...]:
     raw = memoryview(text.encode("utf-32-le"))  # 4 bytes a character: runs are plain slices
     width = 4 * ANCHOR_RUN
     runs = {zlib.crc32(raw[i : i + width]) for i in range(0, len(raw) - width + 1, 4)}
-    sampled = sorted(heapq.nsmallest(SAMPLED_ANCHORS, runs))
-    if len(title) >= 4:
-        sampled.append(zlib.crc32(("title\x1f" + title).encode()))
-    return tuple(sampled)
+    return tuple(sorted(heapq.nsmallest(SAMPLED_ANCHORS, runs)))
 
 
 def _grams(text: str, n: int) -> set[str]:

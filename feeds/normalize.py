@@ -93,7 +93,7 @@ def plain(value: object) -> str:
         text = _TAG.sub("", text)
     if "&" in text:
         text = html.unescape(text)
-    return defang(xml_safe(collapse_whitespace(text)))
+    return defang(collapse_whitespace(xml_safe(text)))
 
 
 def _text(value: object) -> str:

@@ -468,19 +468,38 @@ class SQLiteStore(OutboxMixin):
             )
 
     def items_by_anchors(
-        self, hashes: Sequence[int], since: datetime, until: datetime, limit: int
+        self,
+        hashes: Sequence[int],
+        strong: Sequence[int],
+        window: tuple[datetime, datetime],
+        *,
+        min_shared: int,
+        max_postings: int,
+        limit: int,
     ) -> list[str]:
-        """Items published in [since, until] sharing any anchor, those sharing most first."""
-        if not hashes:
+        """Items published within ``window`` that share ``min_shared`` of ``hashes`` or any of
+        ``strong``, those sharing most first. Anchors held by more than ``max_postings`` items
+        (common phrases) say nothing and are skipped."""
+        wanted = [h for h in (*hashes, *strong) if self._postings(h, max_postings) <= max_postings]
+        if not wanted:
             return []
-        marks = ",".join("?" * len(hashes))
+        marks = ",".join("?" * len(wanted))
+        strong_marks = ",".join("?" * len(strong)) or "NULL"
         rows = self._all(
             f"SELECT a.item_id FROM near_anchors a JOIN items i ON i.id = a.item_id "
-            f"WHERE a.hash IN ({marks}) AND i.published BETWEEN ? AND ? "
-            "GROUP BY a.item_id ORDER BY count(*) DESC, a.item_id LIMIT ?",
-            (*hashes, to_ts(since), to_ts(until), limit),
+            f"WHERE a.hash IN ({marks}) AND i.published BETWEEN ? AND ? GROUP BY a.item_id "
+            f"HAVING count(*) >= ? OR max(a.hash IN ({strong_marks})) "
+            "ORDER BY count(*) DESC, a.item_id LIMIT ?",
+            (*wanted, to_ts(window[0]), to_ts(window[1]), min_shared, *strong, limit),
         )
         return [str(r[0]) for r in rows]
+
+    def _postings(self, anchor: int, cap: int) -> int:
+        row = self._one(
+            "SELECT count(*) FROM (SELECT 1 FROM near_anchors WHERE hash = ? LIMIT ?)",
+            (anchor, cap + 1),
+        )
+        return int(row[0])
 
     def item_sources(self, item_id: str) -> tuple[tuple[str, str], ...]:
         """Every (slug, name) among the item's present files."""
