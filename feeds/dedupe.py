@@ -39,7 +39,13 @@ def canonical_text(text: str) -> str:
     if lines:
         lines[0] = _DATELINE.sub("", lines[0], count=1)
         lines[-1] = _ATTRIBUTION.sub("", lines[-1])
-    return "".join(lines)
+    joined = "".join(lines)
+    # Removing whitespace can bring a combining mark next to a letter: compose it again.
+    return (
+        joined
+        if unicodedata.is_normalized("NFKC", joined)
+        else unicodedata.normalize("NFKC", joined)
+    )
 
 
 def canonical_title(title: str) -> str:

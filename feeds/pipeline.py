@@ -153,13 +153,8 @@ class Pipeline:
     # -- scanning --------------------------------------------------------------------------
 
     def scan(self) -> ScanDiff:
-        known = {} if self.forced else self.store.file_index()
         current = walk(self.config.articles, self.accept, self.config.input.follow_symlinks)
-        result = diff(current, known)
-        if self.forced:
-            stale = set(self.store.file_index()) - {s.path for s in result.changed}
-            result = ScanDiff(result.changed, tuple(sorted(stale)), 0, result.seen)
-        return result
+        return diff(current, self.store.file_index(), reread=self.forced)
 
     # -- processing ------------------------------------------------------------------------
 

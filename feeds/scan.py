@@ -152,9 +152,12 @@ def _broken_link(entry: os.DirEntry[str], accept: Callable[[str], bool]) -> File
     return FileStamp(entry.path, *BROKEN_LINK)
 
 
-def diff(current: Iterator[FileStamp], known: Mapping[str, tuple[int, int]]) -> ScanDiff:
+def diff(
+    current: Iterator[FileStamp], known: Mapping[str, tuple[int, int]], *, reread: bool = False
+) -> ScanDiff:
     """Compare a walk with the store's index ``{path: (size, mtime_ns)}``. Known files below a
-    folder that could not be listed count as unchanged, not gone."""
+    folder that could not be listed count as unchanged, not gone. ``reread``: every file that is
+    there counts as changed (after a config change)."""
     changed: list[FileStamp] = []
     present: set[str] = set()
     unlisted_folders: list[str] = []
@@ -164,7 +167,7 @@ def diff(current: Iterator[FileStamp], known: Mapping[str, tuple[int, int]]) -> 
             unlisted_folders.append(stamp.path)
             continue
         present.add(stamp.path)
-        if known.get(stamp.path) == (stamp.size, stamp.mtime_ns):
+        if not reread and known.get(stamp.path) == (stamp.size, stamp.mtime_ns):
             unchanged += 1
         else:
             changed.append(stamp)

@@ -265,7 +265,7 @@ def test_text_normalizers_are_idempotent(text: str) -> None:
 
 
 def mark_after_removed_space(text: str) -> bool:
-    """A combining mark right after whitespace, once NFKC made (see the xfail below)."""
+    """A combining mark right after whitespace, once NFKC made."""
     text = unicodedata.normalize("NFKC", text).casefold()
     return any(
         unicodedata.category(mark).startswith("M") and (prev.isspace() or prev in INVISIBLE)
@@ -290,13 +290,6 @@ def test_canonical_text_is_an_nfkc_fixed_point(text: str) -> None:
     assert canonical_text(canonical) == canonical
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="feeds/dedupe.py canonical_text removes whitespace after NFKC, so a combining mark "
-    "that followed a space joins the letter before it un-composed ('a' + U+0301); the same "
-    "text written precomposed ('á') gets another fingerprint. Fix: NFKC again after removing "
-    "whitespace (dedupe.py is the lead's).",
-)
 @pytest.mark.parametrize("text", ["A \u0301", "A\u00b4", "e\u200b\u0301"])
 def test_canonical_text_of_a_mark_after_a_space_is_composed(text: str) -> None:
     assert unicodedata.is_normalized("NFKC", canonical_text(text))

@@ -8,6 +8,7 @@ or the small row classes below, never as driver rows.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -693,9 +694,9 @@ class SQLiteStore(OutboxMixin):
         rows = self._all(
             "SELECT i.id, i.title, i.link, i.published, i.updated, i.source_slug, "
             "i.removed_at IS NOT NULL, "
-            "(SELECT group_concat(topic, char(31)) FROM "
+            "(SELECT json_group_array(topic) FROM "
             " (SELECT topic FROM item_topics WHERE item_id = i.id ORDER BY topic)), "
-            "(SELECT group_concat(path, char(31)) FROM "
+            "(SELECT json_group_array(path) FROM "
             " (SELECT path FROM files WHERE item_id = i.id ORDER BY path)) "
             f"FROM items i {where} ORDER BY i.published DESC, i.id"
         )
@@ -707,8 +708,8 @@ class SQLiteStore(OutboxMixin):
                 published=from_ts(int(published)),
                 updated=from_ts(int(updated)),
                 source=str(source),
-                topics=tuple(str(topics).split("\x1f")) if topics else (),
-                paths=tuple(str(paths).split("\x1f")) if paths else (),
+                topics=tuple(json.loads(topics)),
+                paths=tuple(json.loads(paths)),
                 removed=bool(removed),
             )
 
