@@ -195,6 +195,7 @@ class ArticleWatcher:
         debounce: float = 0.3,
         settle: float = 0.5,
         max_batch: int = 5000,
+        complete_quiet: float = COMPLETE_QUIET,
     ) -> None:
         if debounce < 0 or settle < 0 or max_batch < 1:
             raise ValueError("debounce and settle must be >= 0 and max_batch >= 1")
@@ -202,6 +203,7 @@ class ArticleWatcher:
         self._accept = accept
         self._on_batch = on_batch
         self._debounce = debounce
+        self._complete_quiet = min(complete_quiet, debounce)
         self._settle = settle
         self._max_batch = max_batch
         self._pending_limit = max_batch * PENDING_LIMIT_FACTOR
@@ -430,6 +432,8 @@ class ArticleWatcher:
             self._cond.notify()
         elif len(self._fresh) == self._max_batch:
             self._cond.notify()
+        elif self._complete_quiet < self._debounce and self._fresh_all_complete_locked():
+            self._cond.notify()  # the wake-up time just moved earlier
 
     def _note_lost_events(self, reason: str) -> None:
         with self._cond:
@@ -482,7 +486,7 @@ class ArticleWatcher:
                 return now
             quiet_at = self._last_event_at + self._debounce
             if self._fresh_all_complete_locked():
-                quiet_at = min(quiet_at, self._last_event_at + COMPLETE_QUIET)
+                quiet_at = self._last_event_at + self._complete_quiet
             return min(quiet_at, self._burst_started + MAX_BURST_DELAY)
         return self._next_recheck
 

@@ -85,11 +85,13 @@ def make_watcher(root: Path) -> Iterator[WatcherFactory]:
         debounce: float = 0.1,
         settle: float = 0.3,
         max_batch: int = 5000,
+        complete_quiet: float = 0.05,
     ) -> tuple[ArticleWatcher, Recorder]:
         recorder = recorder or Recorder()
         watcher = ArticleWatcher(
-            roots or [root], accept, recorder, debounce=debounce, settle=settle, max_batch=max_batch
-        )
+            roots or [root], accept, recorder, debounce=debounce, settle=settle,
+            max_batch=max_batch, complete_quiet=complete_quiet,
+        )  # fmt: skip
         watcher.start()
         started.append(watcher)
         return watcher, recorder
@@ -277,10 +279,11 @@ def test_failing_on_batch_does_not_stop_later_batches(
 def test_stop_flushes_pending_changes_and_ends_the_worker(
     make_watcher: WatcherFactory, root: Path
 ) -> None:
-    watcher, recorder = make_watcher(debounce=30)
+    watcher, recorder = make_watcher(debounce=30, complete_quiet=30)
     article = root / "a.md"
     write(article)
     wait_until(lambda: watcher.pending == 1)
+    time.sleep(0.3)  # let the close-write event arrive too: stop() flushes only complete files
     assert recorder.changed() == []  # held back by the long debounce
     started = time.monotonic()
     watcher.stop()
@@ -320,3 +323,13 @@ def test_watchdog_overflow_sets_the_flag_until_consumed(make_watcher: WatcherFac
     assert watcher.overflowed  # reading does not reset it
     assert watcher.consume_overflow()
     assert not watcher.overflowed
+
+
+def test_a_complete_file_is_not_held_back_by_the_full_debounce(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    _, recorder = make_watcher(debounce=5)
+    started = time.monotonic()
+    write(root / "a.md")  # written and closed: complete, nothing to wait for
+    wait_until(lambda: recorder.changed() == [str(root / "a.md")])
+    assert time.monotonic() - started < 2
