@@ -42,3 +42,11 @@ def test_readme_first_screen_has_the_two_commands() -> None:
     first_screen = "\n".join(README.splitlines()[:15])
     assert "./scripts/run" in first_screen and "./scripts/test" in first_screen
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text("utf-8")
+
+
+def test_every_module_is_in_the_architecture_map() -> None:
+    architecture = (ROOT / "docs" / "ARCHITECTURE.md").read_text("utf-8")
+    for module in sorted((ROOT / "feeds").rglob("*.py")):
+        if module.name in ("__init__.py", "__main__.py"):
+            continue
+        assert module.name in architecture, module.relative_to(ROOT)
