@@ -118,6 +118,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE feeds ADD COLUMN count INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: per-outlet counts without touching the rows (the index shows every feed's count)
+    """
+    CREATE INDEX files_source_item ON files (source_slug, item_id);
+    """,
 )
 
 
