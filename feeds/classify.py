@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from feeds.config import CleanupRules, SourceRule, TopicRule
-from feeds.model import TopicMatch
+from feeds.model import Article, TopicMatch
 from feeds.text import fold, slugify
 
 UNKNOWN_SOURCE = "未知来源"
@@ -89,6 +89,16 @@ class TopicMatcher:
     @property
     def slugs(self) -> tuple[str, ...]:
         return tuple(t.slug for t in self._topics)
+
+    def match_article(self, article: Article) -> tuple[TopicMatch, ...]:
+        """Every topic a normalized article belongs to (its title, summary and text)."""
+        found = self.match(
+            title=article.title,
+            summary=article.summary,
+            content=article.text,
+            source_slug=article.source_slug,
+        )
+        return tuple(found)
 
     def match(
         self, *, title: str, summary: str, content: str, source_slug: str

@@ -58,14 +58,8 @@ NO_SHINGLES = Shingles(frozenset(), frozenset(), ())
 
 def analyze(article: Article, topics: TopicMatcher, near: bool = True) -> Analysis:
     ident = identity(article)
-    found = topics.match(
-        title=article.title,
-        summary=article.summary,
-        content=article.text,
-        source_slug=article.source_slug,
-    )
     sh = shingles(ident) if near else NO_SHINGLES
-    return Analysis(ident, sh, tuple(found), encode_article(article))
+    return Analysis(ident, sh, topics.match_article(article), encode_article(article))
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,13 +322,7 @@ class Ingestor:
         blob = self.store.file_article(path)
         assert blob is not None
         article = decode_article(blob)
-        found = self.topics.match(
-            title=article.title,
-            summary=article.summary,
-            content=article.text,
-            source_slug=article.source_slug,
-        )
-        return article, tuple(found)
+        return article, self.topics.match_article(article)
 
     @staticmethod
     def _moved_updated(previous: datetime, rep: FileRow, article: Article) -> datetime:

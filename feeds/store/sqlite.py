@@ -665,10 +665,12 @@ class SQLiteStore(OutboxMixin):
                 "ORDER BY f.published DESC, i.id, f.quality DESC, f.present DESC, f.path LIMIT ?",
                 (slug, fetch),
             )
-            picks = list({row[0]: row for row in reversed(rows)}.values())[::-1]
-            picks.sort(key=lambda r: (-r[2], r[0]))
+            # Rows come newest first: an item's first row is its pick, and picks keep that order.
+            picks: dict[str, Any] = {}
+            for row in rows:
+                picks.setdefault(row[0], row)
             if len(picks) >= limit or len(rows) < fetch:
-                return picks[:limit]
+                return list(picks.values())[:limit]
             fetch *= 4
 
     def _feed_items(self, picks: Sequence[Any]) -> list[FeedItem]:
