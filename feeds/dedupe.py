@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from feeds.model import Article
+from feeds.text import nfkc
 
 FINGERPRINT_VERSION = "2"
 BODY_KEY_MIN_CHARS = 80
@@ -31,10 +32,7 @@ _ATTRIBUTION = re.compile(r"(\([^()]{1,16}\)|(文章)?来源:[^,。]{1,20})$")
 
 def canonical_text(text: str) -> str:
     """NFKC, case-folded, whitespace and wire boilerplate removed: what makes a story itself."""
-    lines = [
-        _NOT_CONTENT.sub("", line)
-        for line in unicodedata.normalize("NFKC", text).casefold().splitlines()
-    ]
+    lines = [_NOT_CONTENT.sub("", line) for line in nfkc(text).casefold().splitlines()]
     lines = [line for line in lines if line and not _ORIGINAL_TITLE.match(line)]
     if lines:
         lines[0] = _DATELINE.sub("", lines[0], count=1)
@@ -49,7 +47,7 @@ def canonical_text(text: str) -> str:
 
 
 def canonical_title(title: str) -> str:
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", title).casefold())
+    return _NOT_WORD.sub("", nfkc(title).casefold())
 
 
 def _digest(*parts: str) -> str:

@@ -22,13 +22,13 @@ from feeds.config import DedupeConfig
 from feeds.dedupe import Identity, identity, new_item_id, quality
 from feeds.errors import ArticleError
 from feeds.model import Article, FileStamp, TopicMatch
-from feeds.neardup import Shingles, shingles, similarity
+from feeds.neardup import NO_ANCHORS, Anchors, Shingles, anchors, shingles, similarity
 from feeds.store import FileRow, Store
 from feeds.store.codec import decode_article, encode_article
 
 log = logging.getLogger("feeds.ingest")
 HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
-SHINGLE_CACHE = 4096  # files whose shingles stay in memory for near-duplicate checks
+SHINGLE_CACHE = 512  # files whose shingles stay in memory for near-duplicate checks
 MIN_SHARED_ANCHORS = 2  # a candidate shares this many sampled runs (or the title)
 MAX_ANCHOR_POSTINGS = 64  # an anchor held by more stories is a common phrase: skipped
 
@@ -48,18 +48,15 @@ class Analysis:
     """The pure per-file work before ingest; done in worker processes for big batches."""
 
     identity: Identity
-    shingles: Shingles
+    anchors: Anchors
     topics: tuple[TopicMatch, ...]
     blob: bytes  # the article as stored
 
 
-NO_SHINGLES = Shingles(frozenset(), frozenset(), ())
-
-
 def analyze(article: Article, topics: TopicMatcher, near: bool = True) -> Analysis:
     ident = identity(article)
-    sh = shingles(ident) if near else NO_SHINGLES
-    return Analysis(ident, sh, topics.match_article(article), encode_article(article))
+    keys = anchors(ident) if near else NO_ANCHORS
+    return Analysis(ident, keys, topics.match_article(article), encode_article(article))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +118,7 @@ class Ingestor:
         self.refresh_unchanged = False
         # Articles of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, tuple[Article, tuple[TopicMatch, ...]]] = {}
-        # Shingles of recently stored files: candidates for the next near-duplicate checks.
+        # Shingles of recently compared files: candidates for the next near-duplicate checks.
         self._shingles: OrderedDict[str, Shingles] = OrderedDict()
 
     def apply(self, processed: Sequence[Processed], gone: Sequence[str]) -> BatchReport:
@@ -155,12 +152,12 @@ class Ingestor:
         self.store.clear_error(stamp.path)
         done = done or analyze(article, self.topics, self.dedupe.near)
         self._fresh[stamp.path] = (article, done.topics)
-        fp, key = done.identity.fingerprint, done.identity.body_key
+        fp = done.identity.fingerprint
         old = self.store.file(stamp.path)
         if old is not None and old.fingerprint == fp:
             self._unchanged(stamp, article, old, done, report)
             return
-        place = self._place(article, fp, key, done.shingles, old)
+        place = self._place(article, done, old)
         joined_other = self._joins_live_item(place.item_id, old)
         self._store_file(stamp, article, place, done)
         if old is not None and old.item_id != place.item_id:
@@ -188,31 +185,33 @@ class Ingestor:
             self._refresh(old.item_id, report)
         report.unchanged += 1
 
-    def _place(
-        self, article: Article, fp: str, key: str | None, sh: Shingles, old: FileRow | None
-    ) -> _Placement:
+    def _place(self, article: Article, done: Analysis, old: FileRow | None) -> _Placement:
         """Which story this content belongs to (see the module docstring for the order)."""
+        fp, key = done.identity.fingerprint, done.identity.body_key
         owner = self.store.owner_of_fingerprint(fp) or (key and self.store.owner_of_body_key(key))
         if owner:
             return _Placement(owner, False)
         if old is None and self.dedupe.near:
-            near = self._near_story(article, sh)
+            near = self._near_story(article, done)
             if near is not None:
                 return near
         if old is not None:
             return _Placement(old.item_id, False)
         return _Placement(new_item_id(fp), True)
 
-    def _near_story(self, article: Article, sh: Shingles) -> _Placement | None:
+    def _near_story(self, article: Article, done: Analysis) -> _Placement | None:
         window = timedelta(hours=self.dedupe.window_hours)
         found = self.store.items_by_anchors(
-            sh.run_anchors,
-            () if sh.title_anchor is None else (sh.title_anchor,),
+            done.anchors.runs,
+            () if done.anchors.title is None else (done.anchors.title,),
             (article.published - window, article.published + window),
             min_shared=MIN_SHARED_ANCHORS,
             max_postings=MAX_ANCHOR_POSTINGS,
             limit=self.dedupe.max_candidates,
         )
+        if not found:
+            return None
+        sh = shingles(done.identity)
         best: tuple[float, str] | None = None
         for item_id in found:
             score = max((self._similarity(m, sh) for m in self._live(item_id)), default=0.0)
@@ -248,10 +247,10 @@ class Ingestor:
             article.source_slug, article.source_name, article.published, place.near_score,
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
-        self._remember_shingles(stamp.path, done.shingles)
+        self._shingles.pop(stamp.path, None)  # cached for the content this replaces
         self.store.remember_keys(place.item_id, fp, key)
         if self.dedupe.near:
-            self.store.add_anchors(place.item_id, done.shingles.anchors)
+            self.store.add_anchors(place.item_id, done.anchors.all)
 
     def _joins_live_item(self, item_id: str, old: FileRow | None) -> bool:
         return any(old is None or m.path != old.path for m in self._live(item_id))

@@ -2,7 +2,7 @@
 
 A story republished by another outlet differs by a dateline, a trimmed headline, an extra
 paragraph or a closing attribution. Character 3-grams need no word segmentation, so an article
-is the set of (hashes of) its shingles. Two articles are the same story when most of the
+is the set of its shingles. Two articles are the same story when most of the
 shorter one is inside the longer one (*containment*): a short wire flash and its longer rewrite
 score high even though they share few shingles relative to their union.
 
@@ -14,13 +14,15 @@ Reports built from one template ("北向资金净流入超40亿" / "…超50亿"
 their numbers, so a match also needs the shorter text's numbers to appear in the longer one.
 
 Finding candidates never compares all pairs: each article is indexed under a few *anchors* —
-the smallest hashes of its 8-character runs (a MinHash-style sample; long runs are shared by
-copies of a text and rarely by unrelated ones, so the index stays selective) and the hash of
-its canonical title (a title-only flash shares no run with a long article, but it does share
-the title).
+the smallest hashes of its 8-character runs that start a text or follow a punctuation mark (a
+MinHash-style sample over content-defined positions: copies of a text share those positions,
+so they share the sample; long runs are rarely shared by unrelated texts, so the index stays
+selective; and a few hundred runs per article cost a fraction of hashing every position) and the
+hash of its canonical title (a title-only flash shares no run with a long article, but it does
+share the title). Anchors are computed for every article; the full shingle sets only for the
+few that have a candidate to compare with.
 
-A shingle is stored exactly, as its three code points packed into one integer (Unicode needs
-21 bits each): no hashing, no collisions, and the same value in every process.
+Shingles are the 3-character substrings themselves: exact, no hashing, no collisions.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from feeds.dedupe import Identity
 
 SHINGLE = 3
+ANCHOR_VERSION = "2"  # stored anchors from another version never match: a change re-reads all
 ANCHOR_RUN = 8  # characters in an anchor run
 SAMPLED_ANCHORS = 16
 MIN_SHINGLES = 12  # below this a text is too short to call anything its duplicate
@@ -40,40 +43,48 @@ NUMBER_AGREEMENT = 0.8
 TITLE_AGREEMENT = 0.5  # bigram containment of the shorter title in the longer
 UNRELATED_TITLES_NEED = 0.9  # Jaccard similarity of the texts required when titles disagree
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# Where runs start: after a mark that ends a phrase (canonical text is NFKC: "，" is ",").
+_RUN_START = re.compile(r"[,.;:!?。、]")
+
+
+@dataclass(frozen=True, slots=True)
+class Anchors:
+    """Index keys of an article (32-bit): sampled runs, and its title's when it has one."""
+
+    runs: tuple[int, ...]
+    title: int | None = None
+
+    @property
+    def all(self) -> tuple[int, ...]:
+        return self.runs if self.title is None else (*self.runs, self.title)
+
+
+NO_ANCHORS = Anchors(())
 
 
 @dataclass(frozen=True, slots=True)
 class Shingles:
-    hashes: frozenset[int]  # packed code-point triples
+    grams: frozenset[str]  # 3-character substrings of title + body
     numbers: frozenset[str]
-    anchors: tuple[int, ...]  # index keys (32-bit): sampled runs, then the title's
     title_grams: frozenset[str] = frozenset()  # empty when the title was derived
-    title_anchor: int | None = None  # also the last of ``anchors``
 
-    @property
-    def run_anchors(self) -> tuple[int, ...]:
-        return self.anchors[:-1] if self.title_anchor is not None else self.anchors
+
+def anchors(ident: Identity) -> Anchors:
+    """Where an article is indexed for near-duplicate lookups (see ``dedupe.identity``)."""
+    text = ident.title + ident.body
+    starts = [0, *(m.end() for m in _RUN_START.finditer(text))]
+    runs = {text[i : i + ANCHOR_RUN] for i in starts}
+    hashes = {zlib.crc32(run.encode()) for run in runs if len(run) == ANCHOR_RUN}
+    title = zlib.crc32(("title\x1f" + ident.title).encode()) if len(ident.title) >= 4 else None
+    return Anchors(tuple(sorted(heapq.nsmallest(SAMPLED_ANCHORS, hashes))), title)
 
 
 def shingles(ident: Identity) -> Shingles:
     """The 3-gram set of an article's canonical title and body (see ``dedupe.identity``)."""
     text = ident.title + ident.body
-    codes = [ord(c) for c in text]
-    triples = zip(codes, codes[1:], codes[2:], strict=False)
-    hashes = frozenset((a << 42) | (b << 21) | c for a, b, c in triples)
+    grams = frozenset(text[i : i + SHINGLE] for i in range(len(text) - SHINGLE + 1))
     numbers = frozenset(_NUMBER.findall(ident.body))
-    title_anchor = (
-        zlib.crc32(("title\x1f" + ident.title).encode()) if len(ident.title) >= 4 else None
-    )
-    anchors = _run_anchors(text) + (() if title_anchor is None else (title_anchor,))
-    return Shingles(hashes, numbers, anchors, frozenset(_grams(ident.title, 2)), title_anchor)
-
-
-def _run_anchors(text: str) -> tuple[int, ...]:
-    raw = memoryview(text.encode("utf-32-le"))  # 4 bytes a character: runs are plain slices
-    width = 4 * ANCHOR_RUN
-    runs = {zlib.crc32(raw[i : i + width]) for i in range(0, len(raw) - width + 1, 4)}
-    return tuple(sorted(heapq.nsmallest(SAMPLED_ANCHORS, runs)))
+    return Shingles(grams, numbers, frozenset(_grams(ident.title, 2)))
 
 
 def _grams(text: str, n: int) -> set[str]:
@@ -97,11 +108,11 @@ def numbers_agree(shorter: Shingles, longer: Shingles) -> bool:
 def similarity(a: Shingles, b: Shingles) -> float:
     """Containment of the shorter shingle set in the longer; 0 when numbers disagree, or when
     real titles disagree and the texts are not nearly identical."""
-    shorter, longer = (a, b) if len(a.hashes) <= len(b.hashes) else (b, a)
-    if len(shorter.hashes) < MIN_SHINGLES or not numbers_agree(shorter, longer):
+    shorter, longer = (a, b) if len(a.grams) <= len(b.grams) else (b, a)
+    if len(shorter.grams) < MIN_SHINGLES or not numbers_agree(shorter, longer):
         return 0.0
-    shared = len(shorter.hashes & longer.hashes)
+    shared = len(shorter.grams & longer.grams)
     if not titles_agree(a, b):
-        jaccard = shared / len(shorter.hashes | longer.hashes)
+        jaccard = shared / len(shorter.grams | longer.grams)
         return jaccard if jaccard >= UNRELATED_TITLES_NEED else 0.0
-    return shared / len(shorter.hashes)
+    return shared / len(shorter.grams)

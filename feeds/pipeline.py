@@ -17,9 +17,11 @@ from multiprocessing import get_context
 
 from feeds.classify import TopicMatcher
 from feeds.config import Config
+from feeds.dedupe import FINGERPRINT_VERSION
 from feeds.errors import ArticleError, IdentityGuardError
 from feeds.ingest import BatchReport, EventSink, Ingestor, Processed, analyze
 from feeds.model import Article, FileStamp
+from feeds.neardup import ANCHOR_VERSION
 from feeds.normalize import NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds
 from feeds.parse import parse_file
@@ -112,6 +114,8 @@ NORMALIZE_FIELDS = (
     "timezone", "language", "feed", "cleanup", "sources", "topics", "input", "dedupe",
 )  # fmt: skip
 RENDER_FIELDS = ("base_url", "feed", "topics", "language")
+# What stored rows were derived with: rows from other versions are re-derived (every file re-read).
+CODE_VERSIONS = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}"
 
 
 class Pipeline:
@@ -139,9 +143,12 @@ class Pipeline:
         )
         self.forced = self._check_config_changes()
 
+    def _normalize_digest(self) -> str:
+        return config_digest(self.config, *NORMALIZE_FIELDS) + CODE_VERSIONS
+
     def _check_config_changes(self) -> bool:
         """A config change that alters items forces a re-read of every file."""
-        normalize_digest = config_digest(self.config, *NORMALIZE_FIELDS)
+        normalize_digest = self._normalize_digest()
         render_digest = config_digest(self.config, *RENDER_FIELDS)
         forced = self.store.get_meta("normalize_digest") not in (None, normalize_digest)
         if self.store.get_meta("render_digest") != render_digest:
@@ -242,7 +249,7 @@ class Pipeline:
 
     def _after_full_scan(self) -> None:
         with self.store.transaction():
-            self.store.set_meta("normalize_digest", config_digest(self.config, *NORMALIZE_FIELDS))
+            self.store.set_meta("normalize_digest", self._normalize_digest())
             self.store.set_meta("initialized", "1")
         self.forced = False
 

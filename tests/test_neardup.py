@@ -17,6 +17,7 @@ from feeds.dedupe import Identity, canonical_text, canonical_title
 from feeds.errors import IdentityGuardError
 from feeds.neardup import Shingles, similarity
 from feeds.neardup import shingles as shingles_of
+from feeds.pipeline import Pipeline
 from feeds.store import open_store
 from tests.conftest import build, hexo_post, jekyll_post, write
 
@@ -145,6 +146,30 @@ def test_near_merge_can_be_switched_off(make_config: Callable[..., Config], arti
     write(articles / "stcn.md", stcn(WIRE))
     write(articles / "36kr.md", kr36(WIRE))
     assert build(make_config(dedupe={"near": False})).batch.new == 2
+
+
+def test_an_edited_file_is_compared_by_its_new_text(config: Config, articles: Path) -> None:
+    """The service's ingestor lives for months: what it remembers of a file must follow edits."""
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(config, store, workers=1)
+        first = write(articles / "stcn.md", stcn(WIRE))
+        assert pipeline.ingest([str(first)]).new == 1
+        # Same template, other numbers: compared with the first file (its text is now known to
+        # the ingestor) but not merged.
+        other = [p.replace("10.", "12.").replace("9.6", "8.1").replace("1.9", "2.7") for p in WIRE]
+        renumbered = write(articles / "other.md", kr36(other, title="物流数据发布"))
+        assert pipeline.ingest([str(renumbered)]).new == 1
+        # The first file becomes another story; its old anchors still point at its item.
+        lunch = ["沪指午间收涨0.5%，两市半日成交额超5000亿元，半导体与券商板块领涨。"] * 3
+        write(first, hexo_post("午间收评", lunch, date="Sat, 27 Nov 2021 11:23:00 GMT"))
+        assert pipeline.ingest([str(first)]).updated == 1
+        # A copy of the first file's old text is not that item any more.
+        copy = write(articles / "36kr.md", kr36(WIRE))
+        report = pipeline.ingest([str(copy)])
+        assert (report.new, report.merged) == (1, 0)
+    finally:
+        store.close()
 
 
 def test_id_survives_the_founding_file_leaving_the_group(config: Config, articles: Path) -> None:

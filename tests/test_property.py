@@ -51,7 +51,7 @@ from feeds.normalize import (
 from feeds.pipeline import process_file
 from feeds.render import render_atom, render_index, render_opml, render_rss
 from feeds.store.codec import decode_article, encode_article
-from feeds.text import collapse_whitespace, fold, xml_safe
+from feeds.text import collapse_whitespace, fold, nfkc, xml_safe
 from tests.conftest import TOPICS
 
 SETTINGS = settings(
@@ -288,6 +288,25 @@ def test_canonical_text_is_an_nfkc_fixed_point(text: str) -> None:
     canonical = canonical_text(text)
     assert unicodedata.is_normalized("NFKC", canonical)
     assert canonical_text(canonical) == canonical
+
+
+# Full-width forms next to combining marks, compatibility characters and Chinese text: where a
+# shortcut for NFKC could go wrong.
+nfkc_text = st.text(
+    st.one_of(
+        st.characters(min_codepoint=0xFF00, max_codepoint=0xFFEF),
+        st.characters(min_codepoint=0x0300, max_codepoint=0x036F),
+        st.sampled_from("A e\u3000①㈠ｶﾞ\ufb01\u2126中國證券，。（）"),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    max_size=80,
+)
+
+
+@SETTINGS
+@given(nfkc_text)
+def test_fast_nfkc_is_nfkc(text: str) -> None:
+    assert nfkc(text) == unicodedata.normalize("NFKC", text)
 
 
 @pytest.mark.parametrize("text", ["A \u0301", "A\u00b4", "e\u200b\u0301"])
