@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from feeds.classify import TopicMatcher
 from feeds.config import DedupeConfig
@@ -27,8 +28,12 @@ from feeds.store import FileRow, Store
 from feeds.store.codec import decode_article, encode_article
 
 log = logging.getLogger("feeds.ingest")
+T = TypeVar("T")
 HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
-SHINGLE_CACHE = 512  # files whose shingles stay in memory for near-duplicate checks
+# Recently stored or compared files, kept for near-duplicate checks: canonical texts are small
+# (a few KB); shingle sets are not (≈ 100 KB of Python objects per article).
+TEXT_CACHE = 2048
+SHINGLE_CACHE = 256
 MIN_SHARED_ANCHORS = 2  # a candidate shares this many sampled runs (or the title)
 MAX_ANCHOR_POSTINGS = 64  # an anchor held by more stories is a common phrase: skipped
 
@@ -119,7 +124,8 @@ class Ingestor:
         # Articles of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, tuple[Article, tuple[TopicMatch, ...]]] = {}
         # Shingles of recently compared files: candidates for the next near-duplicate checks.
-        self._shingles: OrderedDict[str, Shingles] = OrderedDict()
+        self._texts: _Recent[Identity] = _Recent(TEXT_CACHE)
+        self._shingles: _Recent[Shingles] = _Recent(SHINGLE_CACHE)
 
     def apply(self, processed: Sequence[Processed], gone: Sequence[str]) -> BatchReport:
         report = BatchReport()
@@ -222,18 +228,15 @@ class Ingestor:
     def _similarity(self, member: FileRow, sh: Shingles) -> float:
         cached = self._shingles.get(member.path)
         if cached is None:
-            blob = self.store.file_article(member.path)
-            if blob is None:
-                return 0.0
-            cached = shingles(identity(decode_article(blob)))
-            self._remember_shingles(member.path, cached)
+            ident = self._texts.get(member.path)
+            if ident is None:
+                blob = self.store.file_article(member.path)
+                if blob is None:
+                    return 0.0
+                ident = identity(decode_article(blob))
+            cached = shingles(ident)
+            self._shingles.put(member.path, cached)
         return similarity(sh, cached)
-
-    def _remember_shingles(self, path: str, sh: Shingles) -> None:
-        self._shingles[path] = sh
-        self._shingles.move_to_end(path)
-        while len(self._shingles) > SHINGLE_CACHE:
-            self._shingles.popitem(last=False)
 
     def _live(self, item_id: str) -> list[FileRow]:
         return [m for m in self.store.members(item_id) if m.present]
@@ -247,7 +250,9 @@ class Ingestor:
             article.source_slug, article.source_name, article.published, place.near_score,
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
-        self._shingles.pop(stamp.path, None)  # cached for the content this replaces
+        self._shingles.pop(stamp.path)  # derived from the content this replaces
+        if self.dedupe.near:
+            self._texts.put(stamp.path, done.identity)
         self.store.remember_keys(place.item_id, fp, key)
         if self.dedupe.near:
             self.store.add_anchors(place.item_id, done.anchors.all)
@@ -335,6 +340,29 @@ class Ingestor:
         report.events.append((event.kind, event.item_id))
         if self.on_event is not None:
             self.on_event(self.store, event)
+
+
+class _Recent(Generic[T]):
+    """A small least-recently-used map from file paths."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, T] = OrderedDict()
+
+    def get(self, path: str) -> T | None:
+        found = self._entries.get(path)
+        if found is not None:
+            self._entries.move_to_end(path)
+        return found
+
+    def put(self, path: str, value: T) -> None:
+        self._entries[path] = value
+        self._entries.move_to_end(path)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def pop(self, path: str) -> None:
+        self._entries.pop(path, None)
 
 
 def _earliest(members: Sequence[FileRow], fallback: datetime) -> datetime:
