@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 from feeds.model import Article
 
 _DATE_FIELDS = ("published", "updated")
+_FIELDS = tuple(f.name for f in fields(Article))  # all flat: no recursive asdict needed
 
 
 def encode_article(article: Article) -> bytes:
-    data: dict[str, Any] = asdict(article)
+    data: dict[str, Any] = {name: getattr(article, name) for name in _FIELDS}
     for name in _DATE_FIELDS:
         value = data[name]
         data[name] = value.isoformat() if value is not None else None
