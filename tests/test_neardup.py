@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -239,3 +240,34 @@ def test_duplicates_command_lists_groups_with_similarity(config: Config, article
     assert matches == ["exact", "near"]
     near = next(f for f in group["files"] if f["match"] == "near")
     assert 0.7 <= near["similarity"] <= 1.0
+
+
+def test_anchor_lookup_skips_common_phrases_and_honours_the_window(tmp_path: Path) -> None:
+    day = datetime(2021, 11, 27, tzinfo=UTC)
+    store = open_store(tmp_path / "state.db")
+    try:
+        with store.transaction():
+            for item_id, anchors, published in [
+                ("a", (1, 2, 3), day),
+                ("b", (1, 2), day),
+                ("c", (1, 9), day),
+                ("old", (3, 4), day - timedelta(days=30)),  # shares two, a month earlier
+            ]:
+                store.save_item(
+                    item_id, rep_path=f"{item_id}.md", fingerprint=item_id, published=published,
+                    updated=published, source_slug="s", title=item_id, link=None, first_seen=day,
+                )  # fmt: skip
+                store.add_anchors(item_id, anchors)
+
+        def lookup(strong: tuple[int, ...], max_postings: int) -> list[str]:
+            return store.items_by_anchors(
+                (1, 2, 3, 4), strong, (day - timedelta(days=1), day + timedelta(days=1)),
+                min_shared=2, max_postings=max_postings, limit=10,
+            )  # fmt: skip
+
+        # anchor 1 is held by three stories: over a cap of 2 it is a common phrase, skipped
+        assert lookup((), max_postings=2) == ["a"]
+        assert lookup((), max_postings=3) == ["a", "b"]  # most shared anchors first
+        assert lookup((9,), max_postings=3) == ["a", "b", "c"]  # a strong anchor suffices
+    finally:
+        store.close()

@@ -485,26 +485,27 @@ class SQLiteStore(OutboxMixin):
         """Items published within ``window`` that share ``min_shared`` of ``hashes`` or any of
         ``strong``, those sharing most first. Anchors held by more than ``max_postings`` items
         (common phrases) say nothing and are skipped."""
-        wanted = [h for h in (*hashes, *strong) if self._postings(h, max_postings) <= max_postings]
+        wanted = (*hashes, *strong)
         if not wanted:
             return []
-        marks = ",".join("?" * len(wanted))
+        values = ",".join(["(?)"] * len(wanted))
         strong_marks = ",".join("?" * len(strong)) or "NULL"
+        # One statement: an anchor's postings are counted only up to the cap (LIMIT), so a
+        # common phrase held by thousands of stories costs no more than a rare one.
         rows = self._all(
-            f"SELECT a.item_id FROM near_anchors a JOIN items i ON i.id = a.item_id "
-            f"WHERE a.hash IN ({marks}) AND i.published BETWEEN ? AND ? GROUP BY a.item_id "
-            f"HAVING count(*) >= ? OR max(a.hash IN ({strong_marks})) "
+            f"WITH wanted(hash) AS (VALUES {values}), "
+            "usable(hash) AS (SELECT w.hash FROM wanted w WHERE (SELECT count(*) FROM "
+            "(SELECT 1 FROM near_anchors n WHERE n.hash = w.hash LIMIT ?)) <= ?) "
+            "SELECT a.item_id FROM near_anchors a JOIN items i ON i.id = a.item_id "
+            "WHERE a.hash IN (SELECT hash FROM usable) AND i.published BETWEEN ? AND ? "
+            f"GROUP BY a.item_id HAVING count(*) >= ? OR max(a.hash IN ({strong_marks})) "
             "ORDER BY count(*) DESC, a.item_id LIMIT ?",
-            (*wanted, to_ts(window[0]), to_ts(window[1]), min_shared, *strong, limit),
-        )
+            (
+                *wanted, max_postings + 1, max_postings, to_ts(window[0]), to_ts(window[1]),
+                min_shared, *strong, limit,
+            ),
+        )  # fmt: skip
         return [str(r[0]) for r in rows]
-
-    def _postings(self, anchor: int, cap: int) -> int:
-        row = self._one(
-            "SELECT count(*) FROM (SELECT 1 FROM near_anchors WHERE hash = ? LIMIT ?)",
-            (anchor, cap + 1),
-        )
-        return int(row[0])
 
     def item_sources(self, item_id: str) -> tuple[tuple[str, str], ...]:
         """Every (slug, name) among the item's present files."""
