@@ -7,7 +7,6 @@ import unicodedata
 from functools import lru_cache
 
 import opencc
-from pypinyin import lazy_pinyin
 
 _T2S = opencc.OpenCC("t2s")
 _WHITESPACE = re.compile(r"\s+")
@@ -72,6 +71,10 @@ def slugify(name: str) -> str:
     >>> slugify("21世纪经济报道")
     '21shijijingjibaodao'
     """
+    # Imported here: its phrase tables cost ~55 MB per process, and every built-in outlet and
+    # shipped topic has its slug written out, so most runs never need them.
+    from pypinyin import lazy_pinyin
+
     normalized = unicodedata.normalize("NFKC", name)
     ascii_parts = "".join(lazy_pinyin(normalized, errors="default"))
     folded = unicodedata.normalize("NFKD", ascii_parts).encode("ascii", "ignore").decode()

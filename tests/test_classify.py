@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from feeds.classify import SourceResolver, TopicMatcher
 from feeds.config import CleanupRules, SourceRule, TopicRule, load_config
+from feeds.text import slugify
+from tests.conftest import ROOT, hexo_post, write
 
 CONFIG = load_config(None, environ={})
 SOURCES = SourceResolver(CONFIG.sources, CONFIG.cleanup)
@@ -95,3 +101,24 @@ def test_default_slug_is_pinyin_of_the_name() -> None:
     assert TopicMatcher([TopicRule(name="专精特新", keywords=["专精特新"])]).slugs == (
         "zhuanjingtexin",
     )
+
+
+def test_known_outlets_and_shipped_topics_need_no_pinyin_tables(tmp_path: Path) -> None:
+    """pypinyin's tables cost ~55 MB in every worker: built-in outlets and the shipped topics
+    spell their slugs out, so a build of known outlets never loads them."""
+    articles = tmp_path / "articles"
+    write(articles / "a.md", hexo_post("北交所快讯", ["北交所今日发布新规，涉及专精特新企业。"]))
+    script = (
+        "import sys; from pathlib import Path; "
+        "from feeds.config import load_config; from feeds.store import open_store; "
+        "from feeds.pipeline import Pipeline; "
+        f"c = load_config(Path('config/feeds.toml'), overrides={{'articles': ['{articles}'], "
+        f"'output': '{tmp_path / 'out'}', 'state': '{tmp_path / 's.db'}'}}); "
+        "r = Pipeline(c, open_store(c.state), workers=1).sync(); "
+        "print(r.batch.new, 'pypinyin' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.split() == ["1", "False"]
+    assert slugify("某某日报") == "moumouribao"  # an unknown outlet still gets one, on demand
