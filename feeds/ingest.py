@@ -33,7 +33,7 @@ HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
 # Recently stored or compared files, kept for near-duplicate checks: canonical texts are small
 # (a few KB); shingle sets are not (≈ 100 KB of Python objects per article).
 TEXT_CACHE = 2048
-SHINGLE_CACHE = 256
+SHINGLE_CACHE = 64
 MIN_SHARED_ANCHORS = 3  # a candidate shares this many sampled runs (or the title)
 MAX_ANCHOR_POSTINGS = 64  # an anchor held by more stories is a common phrase: skipped
 
