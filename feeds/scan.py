@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 from feeds.config import InputConfig
@@ -40,19 +41,19 @@ class ScanDiff:
 
 def make_filter(config: InputConfig) -> Callable[[str], bool]:
     """A predicate on a path: is this an article file we should read?"""
-    include = re.compile("|".join(fnmatch.translate(p) for p in config.include) or "(?!)")
-    excluded = (*EDITOR_LEFTOVERS, *config.exclude)
-    exclude = re.compile("|".join(fnmatch.translate(p) for p in excluded))
+    include = "|".join(fnmatch.translate(p) for p in config.include) or "(?!)"
+    exclude = "|".join(fnmatch.translate(p) for p in (*EDITOR_LEFTOVERS, *config.exclude))
+    # One match per name: not hidden, no excluded pattern, an included one.
+    name_ok = re.compile(rf"(?!\.)(?!{exclude})(?:{include})").match
     path_patterns = [p for p in config.exclude if "/" in p]
     warned: set[str] = set()
 
     def accept(path: str) -> bool:
-        name = os.path.basename(path)
-        if name.startswith(".") or not include.match(name) or exclude.match(name):
+        if not name_ok(path[path.rfind(os.sep) + 1 :]):
             return False
-        if any(fnmatch.fnmatch(path, p) for p in path_patterns):
+        if path_patterns and any(fnmatch.fnmatch(path, p) for p in path_patterns):
             return False
-        if not is_utf8(path):
+        if not path.isascii() and not is_utf8(path):
             if path not in warned and len(warned) < WARNED_NAMES_MAX:
                 warned.add(path)
                 log.warning(
@@ -99,22 +100,49 @@ def _walk_root(
     while stack:
         folder = stack.pop()
         try:
-            info = os.stat(folder)
-        except OSError:
-            continue
-        if (info.st_dev, info.st_ino) in visited:
-            continue
-        visited.add((info.st_dev, info.st_ino))
-        try:
-            entries = list(os.scandir(folder))
+            fd = os.open(folder, _FOLDER_FLAGS)
         except OSError as exc:
-            log.warning("cannot list %s: %s; its known files are kept", folder, exc.strerror)
-            yield unlisted(folder)
+            if _first_visit(folder, visited):  # there but not listable
+                yield _cannot_list(folder, exc)
             continue
-        for entry in sorted(entries, key=lambda e: e.name, reverse=True):
-            stamp = _visit(entry, accept, follow, stack)
-            if stamp is not None:
-                yield stamp
+        try:  # entries are listed and stat'ed relative to fd: no path lookup per file
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) in visited:
+                continue
+            visited.add((info.st_dev, info.st_ino))
+            try:
+                entries = sorted(os.scandir(fd), key=_name, reverse=True)
+            except OSError as exc:
+                yield _cannot_list(folder, exc)
+                continue
+            prefix = os.path.join(folder, "")
+            for entry in entries:
+                stamp = _visit(entry, prefix + entry.name, accept, follow, stack)
+                if stamp is not None:
+                    yield stamp
+        finally:
+            os.close(fd)
+
+
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_name = attrgetter("name")
+
+
+def _first_visit(folder: str, visited: set[tuple[int, int]]) -> bool:
+    """Mark ``folder`` visited; False if it cannot be stat'ed (gone, a loop) or was seen."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return False
+    if (info.st_dev, info.st_ino) in visited:
+        return False
+    visited.add((info.st_dev, info.st_ino))
+    return True
+
+
+def _cannot_list(folder: str, exc: OSError) -> FileStamp:
+    log.warning("cannot list %s: %s; its known files are kept", folder, exc.strerror)
+    return unlisted(folder)
 
 
 def unlisted(folder: str) -> FileStamp:
@@ -123,33 +151,39 @@ def unlisted(folder: str) -> FileStamp:
 
 
 def _visit(
-    entry: os.DirEntry[str], accept: Callable[[str], bool], follow: bool, stack: list[str]
+    entry: os.DirEntry[str],
+    path: str,
+    accept: Callable[[str], bool],
+    follow: bool,
+    stack: list[str],
 ) -> FileStamp | None:
     if entry.name.startswith("."):
         return None
     try:
         if entry.is_dir(follow_symlinks=follow):
-            stack.append(entry.path)
+            stack.append(path)
             return None
         if not entry.is_file(follow_symlinks=follow):
-            return _broken_link(entry, accept) if follow else None
-        if not accept(entry.path):
+            return _broken_link(entry, path, accept) if follow else None
+        if not accept(path):
             return None
         info = entry.stat(follow_symlinks=follow)
     except OSError:  # vanished, or a symlink loop
-        return _broken_link(entry, accept) if follow else None
-    return FileStamp(entry.path, info.st_size, info.st_mtime_ns)
+        return _broken_link(entry, path, accept) if follow else None
+    return FileStamp(path, info.st_size, info.st_mtime_ns)
 
 
-def _broken_link(entry: os.DirEntry[str], accept: Callable[[str], bool]) -> FileStamp | None:
+def _broken_link(
+    entry: os.DirEntry[str], path: str, accept: Callable[[str], bool]
+) -> FileStamp | None:
     """A dangling or looping article symlink, listed so that reading it reports why."""
     try:
-        dangling = entry.is_symlink() and not os.path.exists(entry.path)
+        dangling = entry.is_symlink() and not os.path.exists(path)
     except OSError:
         return None
-    if not dangling or not accept(entry.path):
+    if not dangling or not accept(path):
         return None
-    return FileStamp(entry.path, *BROKEN_LINK)
+    return FileStamp(path, *BROKEN_LINK)
 
 
 def diff(
