@@ -123,10 +123,14 @@ class Pipeline:
         workers: int | None = None,
         on_event: EventSink | None = None,
         allow_reissue: bool = False,
+        keep_file_index: bool = False,
     ) -> None:
+        """``keep_file_index``: keep the store's file index in memory between scans (for a
+        service that rescans periodically; a one-off build does not need the memory)."""
         self.config = config
         self.store = store
         self.allow_reissue = allow_reissue
+        self.keep_file_index = keep_file_index
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.rules = NormalizeRules.from_config(config)
         self.accept = make_filter(config.input)
@@ -154,7 +158,8 @@ class Pipeline:
 
     def scan(self) -> ScanDiff:
         current = walk(self.config.articles, self.accept, self.config.input.follow_symlinks)
-        return diff(current, self.store.file_index(), reread=self.forced)
+        known = self.store.live_file_index() if self.keep_file_index else self.store.file_index()
+        return diff(current, known, reread=self.forced)
 
     # -- processing ------------------------------------------------------------------------
 
