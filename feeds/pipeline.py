@@ -23,7 +23,7 @@ from feeds.model import Article, FileStamp
 from feeds.normalize import NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds
 from feeds.parse import parse_file
-from feeds.scan import ScanDiff, diff, make_filter, walk
+from feeds.scan import ScanDiff, make_filter, scan_changes
 from feeds.store import Store
 
 log = logging.getLogger("feeds.pipeline")
@@ -157,9 +157,9 @@ class Pipeline:
     # -- scanning --------------------------------------------------------------------------
 
     def scan(self) -> ScanDiff:
-        current = walk(self.config.articles, self.accept, self.config.input.follow_symlinks)
         known = self.store.live_file_index() if self.keep_file_index else self.store.file_index()
-        return diff(current, known, reread=self.forced)
+        roots, follow = self.config.articles, self.config.input.follow_symlinks
+        return scan_changes(roots, self.accept, follow, known, reread=self.forced)
 
     # -- processing ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 from pathlib import Path
@@ -10,7 +11,15 @@ import pytest
 
 from feeds.config import InputConfig
 from feeds.model import FileStamp
-from feeds.scan import BROKEN_LINK, UNLISTED, diff, make_filter, walk
+from feeds.scan import (
+    BROKEN_LINK,
+    EDITOR_LEFTOVERS,
+    UNLISTED,
+    diff,
+    make_filter,
+    scan_changes,
+    walk,
+)
 
 
 def touch(path: Path, text: str = "x") -> Path:
@@ -151,3 +160,54 @@ def test_diff_finds_new_changed_unchanged_and_gone(tmp_path: Path) -> None:
     reread = diff(iter(walked(tmp_path)), known, reread=True)
     assert [s.path for s in reread.changed] == [str(same), str(new), str(edited)]
     assert (reread.unchanged, reread.seen) == (0, 3)
+
+
+PATTERNS = ["*.md", "*", "*.MD", "a*", "*[ab].md", "*?.txt", "*.tar.gz", "#*#", "*~", "*\\x", "*["]
+NAMES = [
+    "a.md",
+    "b.MD",
+    "x.txt",
+    ".txt",
+    "1.tar.gz",
+    "#a#",
+    "#a",
+    "a~",
+    "a\\x",
+    "a[",
+    "ab",
+    "新闻.md",
+]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_patterns_mean_what_fnmatch_says(tmp_path: Path, pattern: str) -> None:
+    include = make_filter(InputConfig.model_validate({"include": [pattern]}))
+    exclude = make_filter(InputConfig.model_validate({"include": ["*"], "exclude": [pattern]}))
+    for name in NAMES:
+        matches = fnmatch.fnmatchcase(name, pattern)
+        editor_leftover = any(fnmatch.fnmatchcase(name, p) for p in EDITOR_LEFTOVERS)
+        hidden = name.startswith(".")
+        path = str(tmp_path / name)
+        assert include(path) == (matches and not hidden and not editor_leftover), name
+        assert exclude(path) == (not matches and not hidden and not editor_leftover), name
+
+
+@pytest.mark.parametrize("reread", [False, True])
+@pytest.mark.parametrize("follow", [False, True])
+def test_scan_changes_is_walk_then_diff(tmp_path: Path, reread: bool, follow: bool) -> None:
+    root = tmp_path / "root"
+    same = touch(root / "same.md")
+    touch(root / "sub" / "new.md")
+    touch(root / ".hidden" / "x.md")
+    os.symlink(tmp_path / "nowhere.md", root / "dangling.md")
+    os.symlink(root / "sub", root / "linked")
+    known = {
+        str(same): (same.stat().st_size, same.stat().st_mtime_ns),
+        str(root / "deleted.md"): (1, 1),
+        str(tmp_path / "missing" / "kept.md"): (1, 1),
+    }
+    roots = [root, tmp_path / "missing"]
+    accept = make_filter(InputConfig())
+    expected = diff(walk(roots, accept, follow), known, reread=reread)
+    assert scan_changes(roots, accept, follow, known, reread=reread) == expected
+    assert expected.gone == (str(root / "deleted.md"),)
