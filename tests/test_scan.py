@@ -197,7 +197,8 @@ def test_patterns_mean_what_fnmatch_says(tmp_path: Path, pattern: str) -> None:
 def test_scan_changes_is_walk_then_diff(tmp_path: Path, reread: bool, follow: bool) -> None:
     root = tmp_path / "root"
     same = touch(root / "same.md")
-    touch(root / "sub" / "new.md")
+    for name in ["sub/new.md", "sub/a.md", "b.md", "c.html", "a.md", "sub/deep/z.md", "y/1.md"]:
+        touch(root / name)
     touch(root / ".hidden" / "x.md")
     os.symlink(tmp_path / "nowhere.md", root / "dangling.md")
     os.symlink(root / "sub", root / "linked")
