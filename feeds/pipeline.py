@@ -25,7 +25,7 @@ from feeds.neardup import ANCHOR_VERSION
 from feeds.normalize import NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds
 from feeds.parse import parse_file
-from feeds.scan import ScanDiff, diff, make_filter, walk
+from feeds.scan import ScanDiff, make_filter, scan_changes
 from feeds.store import Store
 
 log = logging.getLogger("feeds.pipeline")
@@ -127,10 +127,14 @@ class Pipeline:
         workers: int | None = None,
         on_event: EventSink | None = None,
         allow_reissue: bool = False,
+        keep_file_index: bool = False,
     ) -> None:
+        """``keep_file_index``: keep the store's file index in memory between scans (for a
+        service that rescans periodically; a one-off build does not need the memory)."""
         self.config = config
         self.store = store
         self.allow_reissue = allow_reissue
+        self.keep_file_index = keep_file_index
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.rules = NormalizeRules.from_config(config)
         self.accept = make_filter(config.input)
@@ -160,8 +164,9 @@ class Pipeline:
     # -- scanning --------------------------------------------------------------------------
 
     def scan(self) -> ScanDiff:
-        current = walk(self.config.articles, self.accept, self.config.input.follow_symlinks)
-        return diff(current, self.store.file_index(), reread=self.forced)
+        known = self.store.live_file_index() if self.keep_file_index else self.store.file_index()
+        roots, follow = self.config.articles, self.config.input.follow_symlinks
+        return scan_changes(roots, self.accept, follow, known, reread=self.forced)
 
     # -- processing ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import fnmatch
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,19 +40,18 @@ class ScanDiff:
 
 def make_filter(config: InputConfig) -> Callable[[str], bool]:
     """A predicate on a path: is this an article file we should read?"""
-    include = re.compile("|".join(fnmatch.translate(p) for p in config.include) or "(?!)")
-    excluded = (*EDITOR_LEFTOVERS, *config.exclude)
-    exclude = re.compile("|".join(fnmatch.translate(p) for p in excluded))
+    included = _name_matcher(config.include)
+    excluded = _name_matcher((*EDITOR_LEFTOVERS, *config.exclude))
     path_patterns = [p for p in config.exclude if "/" in p]
     warned: set[str] = set()
 
     def accept(path: str) -> bool:
-        name = os.path.basename(path)
-        if name.startswith(".") or not include.match(name) or exclude.match(name):
+        name = path[path.rfind(os.sep) + 1 :]
+        if name.startswith(".") or not included(name) or excluded(name):
             return False
-        if any(fnmatch.fnmatch(path, p) for p in path_patterns):
+        if path_patterns and any(fnmatch.fnmatch(path, p) for p in path_patterns):
             return False
-        if not is_utf8(path):
+        if not path.isascii() and not is_utf8(path):
             if path not in warned and len(warned) < WARNED_NAMES_MAX:
                 warned.add(path)
                 log.warning(
@@ -66,6 +65,23 @@ def make_filter(config: InputConfig) -> Callable[[str], bool]:
     return accept
 
 
+def _name_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
+    """``fnmatch`` (case-sensitive) of a name against any of ``patterns``; the common
+    ``*.ext`` form as a plain suffix test, which is much cheaper than the regex."""
+    suffixes = tuple(p[1:] for p in patterns if _is_suffix_pattern(p))
+    others = [fnmatch.translate(p) for p in patterns if not _is_suffix_pattern(p)]
+    regex = re.compile("|".join(others)).match if others else None
+
+    def matches(name: str) -> bool:
+        return name.endswith(suffixes) or (regex is not None and regex(name) is not None)
+
+    return matches
+
+
+def _is_suffix_pattern(pattern: str) -> bool:
+    return pattern.startswith("*") and not any(c in pattern[1:] for c in "*?[")
+
+
 def is_utf8(path: str) -> bool:
     """False for a path holding bytes that are not UTF-8 (decoded as lone surrogates)."""
     try:
@@ -75,11 +91,37 @@ def is_utf8(path: str) -> bool:
     return True
 
 
+Stamp = tuple[str, int, int]  # (path, size, mtime_ns): a FileStamp without the object's cost
+
+
 def walk(
     roots: Sequence[Path], accept: Callable[[str], bool], follow_symlinks: bool = True
 ) -> Iterator[FileStamp]:
     """Every accepted file under the roots, as paths joined from the root as given; and a
     marker (``unlisted``) for each folder that could not be listed."""
+    for stamps in _stamps(roots, accept, follow_symlinks):
+        for path, size, mtime_ns in sorted(stamps, reverse=True):
+            yield FileStamp(path, size, mtime_ns)
+
+
+def scan_changes(
+    roots: Sequence[Path],
+    accept: Callable[[str], bool],
+    follow_symlinks: bool,
+    known: Mapping[str, tuple[int, int]],
+    *,
+    reread: bool = False,
+) -> ScanDiff:
+    """``diff(walk(...), known)`` without an object per unchanged file (the periodic rescan)."""
+    return _diff(_stamps(roots, accept, follow_symlinks), known, reread)
+
+
+def _stamps(
+    roots: Sequence[Path], accept: Callable[[str], bool], follow: bool
+) -> Iterator[list[Stamp]]:
+    """The stamps of the walk, one folder's at a time (a list each: cheaper than one by one),
+    in no particular order within a folder: the walk's order is names descending, and sorting
+    only what needs it (the changed files, and folders) is cheaper than sorting every entry."""
     visited: set[tuple[int, int]] = set()
     for root in roots:
         if not root.is_dir():
@@ -87,90 +129,134 @@ def walk(
                 "article folder %s does not exist or is not a folder; its known files are kept",
                 root,
             )
-            yield unlisted(str(root))
+            yield [_unlisted(str(root))]
             continue
-        yield from _walk_root(str(root), accept, follow_symlinks, visited)
+        yield from _walk_root(str(root), accept, follow, visited)
 
 
 def _walk_root(
     root: str, accept: Callable[[str], bool], follow: bool, visited: set[tuple[int, int]]
-) -> Iterator[FileStamp]:
+) -> Iterator[list[Stamp]]:
     stack = [root]
     while stack:
         folder = stack.pop()
         try:
-            info = os.stat(folder)
-        except OSError:
-            continue
-        if (info.st_dev, info.st_ino) in visited:
-            continue
-        visited.add((info.st_dev, info.st_ino))
-        try:
-            entries = list(os.scandir(folder))
+            fd = os.open(folder, _FOLDER_FLAGS)
         except OSError as exc:
-            log.warning("cannot list %s: %s; its known files are kept", folder, exc.strerror)
-            yield unlisted(folder)
+            if _first_visit(folder, visited):  # there but not listable
+                yield [_cannot_list(folder, exc)]
             continue
-        for entry in sorted(entries, key=lambda e: e.name, reverse=True):
-            stamp = _visit(entry, accept, follow, stack)
-            if stamp is not None:
-                yield stamp
+        try:  # entries are listed and stat'ed relative to fd: no path lookup per file
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) in visited:
+                continue
+            visited.add((info.st_dev, info.st_ino))
+            try:
+                entries = list(os.scandir(fd))
+            except OSError as exc:
+                yield [_cannot_list(folder, exc)]
+                continue
+            yield _visit_entries(entries, os.path.join(folder, ""), accept, follow, stack)
+        finally:
+            os.close(fd)
 
 
-def unlisted(folder: str) -> FileStamp:
-    """The marker stamp of a folder that could not be listed (its path ends with "/")."""
-    return FileStamp(os.path.join(folder, ""), UNLISTED, UNLISTED)
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _visit(
-    entry: os.DirEntry[str], accept: Callable[[str], bool], follow: bool, stack: list[str]
-) -> FileStamp | None:
-    if entry.name.startswith("."):
-        return None
+def _first_visit(folder: str, visited: set[tuple[int, int]]) -> bool:
+    """Mark ``folder`` visited; False if it cannot be stat'ed (gone, a loop) or was seen."""
     try:
-        if entry.is_dir(follow_symlinks=follow):
-            stack.append(entry.path)
-            return None
-        if not entry.is_file(follow_symlinks=follow):
-            return _broken_link(entry, accept) if follow else None
-        if not accept(entry.path):
-            return None
-        info = entry.stat(follow_symlinks=follow)
-    except OSError:  # vanished, or a symlink loop
-        return _broken_link(entry, accept) if follow else None
-    return FileStamp(entry.path, info.st_size, info.st_mtime_ns)
+        info = os.stat(folder)
+    except OSError:
+        return False
+    if (info.st_dev, info.st_ino) in visited:
+        return False
+    visited.add((info.st_dev, info.st_ino))
+    return True
 
 
-def _broken_link(entry: os.DirEntry[str], accept: Callable[[str], bool]) -> FileStamp | None:
+def _cannot_list(folder: str, exc: OSError) -> Stamp:
+    log.warning("cannot list %s: %s; its known files are kept", folder, exc.strerror)
+    return _unlisted(folder)
+
+
+def _unlisted(folder: str) -> Stamp:
+    """The marker stamp of a folder that could not be listed (its path ends with "/")."""
+    return os.path.join(folder, ""), UNLISTED, UNLISTED
+
+
+def _visit_entries(
+    entries: list[os.DirEntry[str]],
+    prefix: str,
+    accept: Callable[[str], bool],
+    follow: bool,
+    stack: list[str],
+) -> list[Stamp]:
+    """The stamps of one folder's accepted files; its folders go onto ``stack`` (the first by
+    name on top). One loop with no call per entry beyond the checks: it runs for every file."""
+    stamps: list[Stamp] = []
+    folders: list[str] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        path = prefix + name
+        try:
+            if entry.is_dir(follow_symlinks=follow):
+                folders.append(path)
+                continue
+            if entry.is_file(follow_symlinks=follow):
+                if accept(path):
+                    info = entry.stat(follow_symlinks=follow)
+                    stamps.append((path, info.st_size, info.st_mtime_ns))
+                continue
+        except OSError:  # vanished, or a symlink loop
+            pass
+        if follow and _is_broken_link(entry, path, accept):
+            stamps.append((path, *BROKEN_LINK))
+    stack.extend(sorted(folders, reverse=True))
+    return stamps
+
+
+def _is_broken_link(entry: os.DirEntry[str], path: str, accept: Callable[[str], bool]) -> bool:
     """A dangling or looping article symlink, listed so that reading it reports why."""
     try:
-        dangling = entry.is_symlink() and not os.path.exists(entry.path)
+        dangling = entry.is_symlink() and not os.path.exists(path)
     except OSError:
-        return None
-    if not dangling or not accept(entry.path):
-        return None
-    return FileStamp(entry.path, *BROKEN_LINK)
+        return False
+    return dangling and accept(path)
 
 
 def diff(
-    current: Iterator[FileStamp], known: Mapping[str, tuple[int, int]], *, reread: bool = False
+    current: Iterable[FileStamp], known: Mapping[str, tuple[int, int]], *, reread: bool = False
 ) -> ScanDiff:
     """Compare a walk with the store's index ``{path: (size, mtime_ns)}``. Known files below a
     folder that could not be listed count as unchanged, not gone. ``reread``: every file that is
     there counts as changed (after a config change)."""
+    return _diff(([(s.path, s.size, s.mtime_ns)] for s in current), known, reread)
+
+
+def _diff(
+    current: Iterable[list[Stamp]], known: Mapping[str, tuple[int, int]], reread: bool
+) -> ScanDiff:
     changed: list[FileStamp] = []
     present: set[str] = set()
     unlisted_folders: list[str] = []
     unchanged = 0
-    for stamp in current:
-        if stamp.size == UNLISTED:
-            unlisted_folders.append(stamp.path)
-            continue
-        present.add(stamp.path)
-        if not reread and known.get(stamp.path) == (stamp.size, stamp.mtime_ns):
-            unchanged += 1
-        else:
-            changed.append(stamp)
+    for stamps in current:
+        changed_here: list[Stamp] = []
+        for stamp in stamps:
+            path, size, mtime_ns = stamp
+            if size == UNLISTED:
+                unlisted_folders.append(path)
+                continue
+            present.add(path)
+            if not reread and known.get(path) == (size, mtime_ns):
+                unchanged += 1
+            else:
+                changed_here.append(stamp)
+        changed.extend(FileStamp(*stamp) for stamp in sorted(changed_here, reverse=True))
     missing = [path for path in known if path not in present]
     kept = tuple(unlisted_folders)
     gone = tuple(sorted(path for path in missing if not path.startswith(kept)))

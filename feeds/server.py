@@ -12,6 +12,7 @@ Everything is read-only: any method but GET and HEAD gets 405.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import gzip
@@ -338,6 +339,20 @@ def health_payload(state: Health) -> dict[str, object]:
 # --------------------------------------------------------------------------- guard middleware
 
 
+_date_cache: tuple[int, bytes] = (-1, b"")
+
+
+def _http_date() -> bytes:
+    """The ``Date`` header value for now (uvicorn's own, refreshed by polling, is off)."""
+    global _date_cache
+    second = int(time.time())
+    cached_second, value = _date_cache
+    if cached_second != second:
+        value = email.utils.formatdate(second, usegmt=True).encode("ascii")
+        _date_cache = (second, value)
+    return value
+
+
 class _Guard:
     """Outer checks for every request: URL length, method, nosniff, and no crash on errors."""
 
@@ -358,6 +373,7 @@ class _Guard:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-content-type-options", b"nosniff"),
+                    (b"date", _http_date()),
                 ]
             await send(message)
 
@@ -445,6 +461,38 @@ def create_app(
 # --------------------------------------------------------------------------- server thread
 
 
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server whose main loop sleeps until asked to exit.
+
+    uvicorn's own main loop wakes every 0.1 s to poll ``should_exit`` and refresh its Date
+    header; an idle service must not wake at all. ``request_exit`` may be called from any
+    thread, before, during or after the main loop.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exit = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # sets the default headers once (no Date: see ServerThread)
+        with self._exit_lock:
+            self._loop = asyncio.get_running_loop()
+            if self.should_exit:
+                return
+        await self._exit.wait()
+
+    def request_exit(self) -> None:
+        """Graceful stop: the main loop returns and uvicorn shuts down as usual."""
+        with self._exit_lock:
+            self.should_exit = True
+            loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(self._exit.set)
+
+
 class ServerThread:
     """Runs uvicorn for ``app`` in a daemon thread on ``host:port`` (port 0 = a free port)."""
 
@@ -462,9 +510,10 @@ class ServerThread:
             ws="none",
             lifespan="auto",
             server_header=False,
+            date_header=False,  # _Guard adds it; uvicorn would wake 10 times a second for it
             timeout_keep_alive=5,
         )
-        self._server = uvicorn.Server(self._config)
+        self._server = _QuietServer(self._config)
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -496,7 +545,7 @@ class ServerThread:
         """Graceful shutdown (finish in-flight requests), forced after ``timeout`` seconds."""
         thread = self._thread
         if thread is not None:
-            self._server.should_exit = True
+            self._server.request_exit()
             thread.join(timeout)
             if thread.is_alive():
                 self._server.force_exit = True

@@ -94,6 +94,7 @@ class Service:
             workers=workers,
             on_event=self._alerts.sink,
             allow_reissue=allow_reissue,
+            keep_file_index=True,
         )
         self.watcher = ArticleWatcher(
             config.articles,

@@ -104,7 +104,7 @@ def test_bench_incremental(tmp_path: Path) -> None:
 
 def test_bench_rescan(tmp_path: Path) -> None:
     out = run_bench("bench.bench_rescan", tmp_path, "--n", "30", "--runs", "2")
-    assert re.search(r"rescan n=30 runs=2 median=\d+ms .*walk\+stat median \d+ms", out)
+    assert re.search(r"rescan n=30 runs=2 median=\d+ms .*walk\+stat\+compare median \d+ms", out)
 
 
 def test_bench_idle(tmp_path: Path) -> None:

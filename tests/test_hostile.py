@@ -511,14 +511,14 @@ def test_a_file_vanishing_between_listing_and_reading(
     config = hostile_config(tmp_path)
     good = write_good(tmp_path / "articles")
     doomed = write(tmp_path / "articles" / "doomed.md", post("将要消失"))
-    real_walk = feeds_pipeline.walk
+    real_scan = feeds_pipeline.scan_changes
 
-    def walk_then_delete(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        stamps = list(real_walk(*args, **kwargs))
+    def scan_then_delete(*args: Any, **kwargs: Any) -> Any:
+        scanned = real_scan(*args, **kwargs)
         doomed.unlink()  # listed, then gone before it is read
-        yield from stamps
+        return scanned
 
-    monkeypatch.setattr(feeds_pipeline, "walk", walk_then_delete)
+    monkeypatch.setattr(feeds_pipeline, "scan_changes", scan_then_delete)
     with captured_logs() as records:
         report = build(config)
     reason = "file vanished before it could be read"

@@ -194,6 +194,56 @@ def test_last_modified_is_file_mtime(client: httpx.Client) -> None:
     assert response.headers["last-modified"] == formatdate(PAST, usegmt=True)
 
 
+def assert_one_current_date(headers: httpx.Headers, before: float, after: float) -> None:
+    values = headers.get_list("date")
+    assert len(values) == 1, values
+    assert values[0].endswith(" GMT")
+    assert int(before) <= parsedate_to_datetime(values[0]).timestamp() <= after
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "/all.rss", {}, 200),
+        ("HEAD", "/all.rss", {}, 200),
+        ("GET", "/all.rss", {"If-Modified-Since": formatdate(PAST, usegmt=True)}, 304),
+        ("GET", "/all.rss", {"Accept-Encoding": "gzip"}, 200),
+        ("GET", "/missing.rss", {}, 404),
+        ("POST", "/all.rss", {}, 405),
+        ("GET", "/healthz", {}, 200),
+        ("GET", "/metrics", {}, 200),
+        ("GET", "/" + "a" * 3000 + ".rss", {}, 414),
+    ],
+)
+def test_every_response_has_one_current_date(
+    client: httpx.Client, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    before = time.time()
+    response = client.request(method, path, headers=headers)
+    after = time.time()
+    assert response.status_code == status
+    assert_one_current_date(response.headers, before, after)
+
+
+def test_error_response_has_a_date(site: Site, client: httpx.Client) -> None:
+    site.health.error = RuntimeError("boom")
+    before = time.time()
+    response = client.get("/healthz")
+    after = time.time()
+    assert response.status_code == 500
+    assert_one_current_date(response.headers, before, after)
+
+
+def test_date_follows_the_clock_on_a_kept_alive_connection(client: httpx.Client) -> None:
+    first = parsedate_to_datetime(client.get("/all.rss").headers["date"]).timestamp()
+    while time.time() < first + 1.2:  # into a later second
+        time.sleep(0.1)
+    before = time.time()
+    response = client.get("/all.rss")
+    assert_one_current_date(response.headers, before, time.time())
+    assert parsedate_to_datetime(response.headers["date"]).timestamp() > first
+
+
 @pytest.mark.parametrize(
     "name", ["notes.txt", "data.json", "run.py", "README", "all.rss.bak", "all.RSS.gz"]
 )
@@ -726,6 +776,46 @@ def test_server_thread_lifecycle(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def context_switches(native_id: int) -> int:
+    lines = Path(f"/proc/self/task/{native_id}/status").read_text().splitlines()
+    prefixes = ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
+    return sum(int(line.split()[1]) for line in lines if line.startswith(prefixes))
+
+
+def new_http_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "feeds-http" and t not in before]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_idle_server_thread_never_wakes(tmp_path: Path) -> None:
+    app = create_app(tmp_path, health=HealthBox(), registry=prometheus_client.CollectorRegistry())
+    before = set(threading.enumerate())
+    with ServerThread(app, "127.0.0.1", 0):
+        (thread,) = new_http_threads(before)
+        assert thread.native_id is not None
+        switches = context_switches(thread.native_id)
+        for _ in range(50):  # let start-up finish, however busy the machine is
+            time.sleep(0.1)
+            switches, previous = context_switches(thread.native_id), switches
+            if switches == previous:
+                break
+        time.sleep(0.5)  # uvicorn's own main loop would wake 5 times
+        assert context_switches(thread.native_id) == switches
+
+
+def test_server_thread_stops_at_once_after_start(tmp_path: Path) -> None:
+    app = create_app(tmp_path, health=HealthBox(), registry=prometheus_client.CollectorRegistry())
+    before = set(threading.enumerate())
+    for _ in range(5):  # stop may come before, during or after the main loop starts waiting
+        server = ServerThread(app, "127.0.0.1", 0)
+        server.start()
+        port = server.port
+        server.stop()
+        assert not new_http_threads(before)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
 def test_server_thread_context_manager_and_keep_alive(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,6 +224,31 @@ class ItemListing:
     removed: bool
 
 
+# Per connection, for ``live_file_index``: TEMP triggers journal every path whose row in
+# ``files`` or ``file_errors`` changes, inside the transaction that changes it, so a rollback
+# undoes the journal entry together with the change.
+_INDEX_JOURNAL = """
+CREATE TEMP TABLE IF NOT EXISTS index_changes (path TEXT PRIMARY KEY) WITHOUT ROWID;
+""" + "".join(
+    f"""
+CREATE TEMP TRIGGER IF NOT EXISTS {table}_index_insert AFTER INSERT ON main.{table}
+BEGIN INSERT OR IGNORE INTO index_changes VALUES (new.path); END;
+CREATE TEMP TRIGGER IF NOT EXISTS {table}_index_delete AFTER DELETE ON main.{table}
+BEGIN INSERT OR IGNORE INTO index_changes VALUES (old.path); END;
+CREATE TEMP TRIGGER IF NOT EXISTS {table}_index_update
+AFTER UPDATE OF {columns} ON main.{table}
+BEGIN
+    INSERT OR IGNORE INTO index_changes VALUES (old.path);
+    INSERT OR IGNORE INTO index_changes VALUES (new.path);
+END;
+"""
+    for table, columns in (
+        ("files", "path, size, mtime_ns, present"),
+        ("file_errors", "path, size, mtime_ns"),
+    )
+)
+
+
 class SQLiteStore(OutboxMixin):
     """One connection, guarded by a lock: one writer, short reads."""
 
@@ -231,6 +256,8 @@ class SQLiteStore(OutboxMixin):
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0  # open transaction() levels (savepoints beyond the first)
+        self._index: dict[str, tuple[int, int]] | None = None  # see live_file_index
+        self._index_version = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -259,6 +286,7 @@ class SQLiteStore(OutboxMixin):
 
     def close(self) -> None:
         with self._lock:
+            self._index = None
             self._db.close()
 
     @contextmanager
@@ -337,6 +365,42 @@ class SQLiteStore(OutboxMixin):
             "UNION ALL SELECT path, size, mtime_ns FROM file_errors"
         )
         return {str(p): (int(s), int(m)) for p, s, m in rows}
+
+    def live_file_index(self) -> Mapping[str, tuple[int, int]]:
+        """``file_index()`` for a long-running process, kept in memory between calls.
+
+        The first call loads it. Later calls re-read only the paths whose rows this connection
+        changed since (journaled in the changing transaction itself, so rolled-back changes
+        are never applied), and reload everything when another connection changed the
+        database. Inside an open transaction the plain ``file_index()`` is returned.
+        """
+        with self._lock:
+            if self._depth or self._db.in_transaction:
+                return self.file_index()
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            if self._index is None or version != self._index_version:
+                self._db.executescript(_INDEX_JOURNAL)
+                self._db.execute("DELETE FROM temp.index_changes")
+                self._index, self._index_version = self.file_index(), version
+            else:
+                self._apply_index_changes(self._index)
+            return dict(self._index)  # a copy: later syncs never change what a caller holds
+
+    def _apply_index_changes(self, index: dict[str, tuple[int, int]]) -> None:
+        rows = self._db.execute(
+            "SELECT c.path, e.size, e.mtime_ns, f.size, f.mtime_ns FROM temp.index_changes AS c "
+            "LEFT JOIN main.file_errors AS e ON e.path = c.path "
+            "LEFT JOIN main.files AS f ON f.path = c.path AND f.present = 1"
+        ).fetchall()
+        for path, error_size, error_mtime, size, mtime in rows:
+            if error_size is not None:  # as in file_index: a rejected file's stat wins
+                index[str(path)] = (int(error_size), int(error_mtime))
+            elif size is not None:
+                index[str(path)] = (int(size), int(mtime))
+            else:
+                index.pop(str(path), None)
+        if rows:
+            self._db.execute("DELETE FROM temp.index_changes")
 
     def file(self, path: str) -> FileRow | None:
         row = self._one(
