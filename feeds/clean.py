@@ -104,7 +104,6 @@ _CLOSING_LINES = 3  # how many final text blocks may hold the "（文章来源�
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>", re.IGNORECASE)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")  # browsers ignore these inside a scheme
-_WHITESPACE = re.compile(r"\s+")
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")  # zero-width, not whitespace
 _SOURCE_LINE = re.compile(
     r"^[（(]?\s*(?:文章|新闻|稿件|消息)?来源\s*[：:]\s*(?P<name>[^（）()\s][^（）()]{0,40}?)\s*[）)]?$"
@@ -188,7 +187,6 @@ _LINE_BREAKING_TAG = re.compile(
 _CELL_TAG = re.compile(r"</?t[dh]>")
 _ANY_TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # nh3 always double-quotes attributes
 _IMG_SRC = re.compile(r'<img\b(?:[^>"]|"[^"]*")*?\ssrc="([^"]*)"')
-_BLANK_RUN = re.compile(r"\s*\n\s*")
 _BLANK = r"\s|&nbsp;|</?(?:b|i|u|em|strong|span|sub|sup|code)>"  # blanks and inline tags
 _CELLS = r"</?(?:caption|colgroup|col|thead|tbody|tfoot|tr|td|th)>"
 _EMPTY_BLOCK = re.compile(  # nothing visible inside
@@ -238,14 +236,13 @@ class _Selectors:
     def match(self, node: _Node) -> bool:
         if node.tag in self.names:
             return True
-        if node.attrib:
-            if self.classes and not self.classes.isdisjoint(_attr(node, "class").split()):
+        if self.classes and not self.classes.isdisjoint(_attr(node, "class").split()):
+            return True
+        if self.ids and node.get("id") in self.ids:
+            return True
+        for name, needle in self.contains:
+            if needle in _attr(node, name):
                 return True
-            if self.ids and _attr(node, "id") in self.ids:
-                return True
-            for name, needle in self.contains:
-                if needle in _attr(node, name):
-                    return True
         return self.other is not None and bool(self.other(node))
 
 
@@ -537,7 +534,7 @@ def _is_relative_nav(block: _Node, tree: _Tree) -> bool:
     A lone relative link counts only when it points at a folder (``../``, ``../emnews/``):
     a lone link to a page may well be content.
     """
-    if block.text and block.text.strip(_NAV_SEPARATORS):
+    if not tree.relative_links or (block.text and block.text.strip(_NAV_SEPARATORS)):
         return False
     hrefs: list[str] = []
     for child in block:
@@ -560,15 +557,21 @@ def _sole_child(block: _Node) -> _Node | None:
 
 
 def _mark_parent_block(block: _Node, holds_blocks: set[_Node]) -> None:
-    for parent in block.iterancestors():
+    parent = block.getparent()
+    while parent is not None:
         if parent.tag in BLOCK_TAGS:
             holds_blocks.add(parent)
             return
+        parent = parent.getparent()
 
 
 def _trim_indentation(block: _Node) -> None:
     """Drop the full-width spaces Chinese paragraphs are indented with (and blank text before
     them, which a removed comment may have split off)."""
+    text = block.text
+    if text and not text.isspace():  # the common case: <p>　　正文…
+        block.text = text.lstrip()
+        return
     for event, node in etree.iterwalk(block, events=("start", "end")):
         if event == "start":
             value = node.text
@@ -778,12 +781,24 @@ def _tidy(html: str) -> str:
         html = _EMPTY_BLOCK.sub("", _EMPTY_INLINE.sub("", html)).strip()
     if "<pre" in html:
         return html
-    return _BLANK_RUN.sub("\n", _BLOCK_OPENING_BLANK.sub(r"\1", html))
+    return _one_newline_per_blank_run(_BLOCK_OPENING_BLANK.sub(r"\1", html))
+
+
+def _one_newline_per_blank_run(html: str) -> str:
+    r"""Each run of whitespace holding a newline becomes one newline: ``\s*\n\s*`` -> ``\n``
+    without a regex trying every position of the text."""
+    lines = html.split("\n")
+    if len(lines) == 1:
+        return html
+    kept = [lines[0].rstrip()]
+    kept.extend(stripped for line in lines[1:-1] if (stripped := line.strip()))
+    kept.append(lines[-1].lstrip())
+    return "\n".join(kept)
 
 
 def _sanitized_to_text(html: str) -> str:
     """Plain text of nh3 output (well-formed, so a few regexes read it exactly)."""
-    text = _LINE_BREAKING_TAG.sub("\n", _WHITESPACE.sub(" ", html))  # source newlines: spaces
+    text = _LINE_BREAKING_TAG.sub("\n", " ".join(html.split()))  # source newlines: spaces
     text = _ANY_TAG.sub("", _CELL_TAG.sub(" ", text))
     lines = (_collapse(line) for line in htmllib.unescape(text).split("\n"))
     return "\n".join(line for line in lines if line)
