@@ -138,7 +138,7 @@ class _MatchTranslator(HTMLTranslator):
 
 
 def _looking_back(subject: XPathExpr, axis: str, other: XPathExpr) -> XPathExpr:
-    if subject.path or other.path:  # a step cssselect made forward; none is made for now
+    if subject.path or other.path:  # only the forward combinators replaced here make paths
         raise ExpressionError("selector not supported")
     result: XPathExpr = subject.add_condition(f"{axis}{other}")
     return result
@@ -146,7 +146,7 @@ def _looking_back(subject: XPathExpr, axis: str, other: XPathExpr) -> XPathExpr:
 
 _CSS = _MatchTranslator()
 
-# --- the tree as the sanitizer is given it ----------------------------------------------------
+# --- the tree as the sanitizer is given it --------------------------------------------------
 # The passes were written on BeautifulSoup, which wrote the tree out with these habits; keeping
 # them keeps the sanitizer's input, and so every output, as it was.
 
