@@ -62,7 +62,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("  parse_file (read, decode, front matter)", "feeds.pipeline", "parse_file"),
     ("  normalize", "feeds.pipeline", "normalize"),
     ("    markdown_to_html", "feeds.normalize", "markdown_to_html"),
-    ("    clean_body (bs4 + nh3)", "feeds.normalize", "clean_body"),
+    ("    clean_body (lxml + nh3)", "feeds.normalize", "clean_body"),
     ("Ingestor.apply (dedupe, topics, store)", "feeds.ingest", "Ingestor.apply"),
     ("  fingerprint", "feeds.ingest", "fingerprint"),
     ("  body_key", "feeds.ingest", "body_key"),
