@@ -35,7 +35,7 @@ HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
 TEXT_CACHE = 2048
 SHINGLE_CACHE = 64
 MIN_SHARED_ANCHORS = 3  # a candidate shares this many sampled runs (or the title)
-MAX_ANCHOR_POSTINGS = 64  # an anchor held by more stories is a common phrase: skipped
+MAX_ANCHOR_POSTINGS = 8  # an anchor held by more stories is a common phrase: skipped
 
 
 @dataclass(frozen=True, slots=True)
