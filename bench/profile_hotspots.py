@@ -72,7 +72,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("  decode_article (ingest)", "feeds.ingest", "decode_article"),
     ("  TopicMatcher.match", "feeds.classify", "TopicMatcher.match"),
     ("render_feeds", "feeds.pipeline", "render_feeds"),
-    ("  store.feed_counts", "feeds.store.sqlite", "SQLiteStore.feed_counts"),
+    ("  store.feed_count (kept sizes)", "feeds.store.sqlite", "SQLiteStore.feed_count"),
     ("  store.feed_items", "feeds.store.sqlite", "SQLiteStore.feed_items"),
     ("  render_rss", "feeds.outputs", "render_rss"),
     ("  render_atom", "feeds.outputs", "render_atom"),
