@@ -76,7 +76,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("  store.feed_items", "feeds.store.sqlite", "SQLiteStore.feed_items"),
     ("  render_rss", "feeds.outputs", "render_rss"),
     ("  render_atom", "feeds.outputs", "render_atom"),
-    ("  publish (compare, write, fsync)", "feeds.outputs", "publish"),
+    ("  publish_many (compare, write, fsync)", "feeds.outputs", "publish_many"),
 )
 
 
