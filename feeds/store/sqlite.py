@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -270,8 +271,12 @@ class FeedState:
     count: int  # live items when last rendered
 
 
+_Sources = tuple[tuple[str, str], ...]
+DECODED_ITEMS = 1024  # feed items kept decoded: 50 each of 20 feeds
+
+
 def _feed_item(
-    item_id: str, updated: int, published: int, blob: bytes, sources: tuple[tuple[str, str], ...]
+    item_id: str, updated: int, published: int, blob: bytes, sources: _Sources
 ) -> FeedItem:
     article = decode_article(blob)
     return FeedItem(
@@ -320,6 +325,7 @@ class SQLiteStore(OutboxMixin):
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0  # open transaction() levels (savepoints beyond the first)
+        self._decoded: OrderedDict[tuple[str, int, int, bytes, _Sources], FeedItem] = OrderedDict()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -775,10 +781,26 @@ class SQLiteStore(OutboxMixin):
         ):
             sources.setdefault(str(item_id), []).append((str(slug), str(name)))
         return [
-            _feed_item(str(i), u, p, blobs[path], tuple(sources.get(str(i), ())))
+            self._cached_feed_item(str(i), u, p, blobs[path], tuple(sources.get(str(i), ())))
             for i, u, p, path in picks
             if path in blobs
         ]
+
+    def _cached_feed_item(
+        self, item_id: str, updated: int, published: int, blob: bytes, sources: _Sources
+    ) -> FeedItem:
+        """The item decoded from these exact values once, then reused (the renderer keys its
+        serialized entries by item, so the same object also makes those lookups cheap)."""
+        key = (item_id, updated, published, blob, sources)
+        with self._lock:
+            found = self._decoded.get(key)
+            if found is None:
+                found = self._decoded[key] = _feed_item(item_id, updated, published, blob, sources)
+                if len(self._decoded) > DECODED_ITEMS:
+                    self._decoded.popitem(last=False)
+            else:
+                self._decoded.move_to_end(key)
+            return found
 
     # -- listings --------------------------------------------------------------------------
 
