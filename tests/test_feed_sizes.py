@@ -124,3 +124,25 @@ def test_a_schema_5_state_gets_its_sizes_counted(
     build(config)
     assert assert_sizes_right(config)["topic:xinsanban"] == 1
     assert (config.output / "index.html").read_bytes() != index  # counts moved on
+
+
+def test_common_and_rare_topics_list_their_newest_items(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    # A common topic is found by walking the newest items, a rare one from its own rows.
+    config = make_config(feed={"limit": 2})
+    for day in range(10, 15):
+        text = [f"北交所第{day}日成交额放大，北证50指数再创新高，市场情绪回暖。"]
+        date = f"Tue, {day} May 2024 10:35:00 GMT"
+        write(articles / f"b{day}.md", hexo_post(f"北交所{day}日", text, date=date))
+    write(articles / "x.md", hexo_post("新三板挂牌", ["新三板挂牌公司数量增加。", *PLAIN]))
+    write(articles / "p.md", hexo_post("央行逆回购", PLAIN, date="Tue, 20 May 2024 10:35:00 GMT"))
+    build(config)
+    store = open_store(config.state)
+    try:
+        common = store.feed_items(FeedKey("topic", "beijiaosuo"), 2)
+        rare = store.feed_items(FeedKey("topic", "xinsanban"), 2)
+    finally:
+        store.close()
+    assert [item.title for item in common] == ["北交所14日", "北交所13日"]
+    assert [item.title for item in rare] == ["新三板挂牌"]

@@ -272,6 +272,7 @@ class FeedState:
 
 
 _Sources = tuple[tuple[str, str], ...]
+WALK_ADVANTAGE = 4  # a row walked in date order costs about a quarter of a row joined and sorted
 DECODED_ITEMS = 1024  # feed items kept decoded: 50 each of 20 feeds
 
 
@@ -736,14 +737,28 @@ class SQLiteStore(OutboxMixin):
                 (limit,),
             )
         else:
-            picks = self._all(
+            picks = self._topic_picks(key, limit)
+        return self._feed_items(picks)
+
+    def _topic_picks(self, key: FeedKey, limit: int) -> list[Any]:
+        """(item, updated, published, path) of a topic's newest items. A common topic is found
+        by walking the newest items until ``limit`` match (about ``limit * all / size`` rows);
+        a rare one from its own rows, sorted (``size`` rows). Both give the same rows."""
+        size, every = self.feed_count(key), self.feed_count(FeedKey("all"))
+        if size * size * WALK_ADVANTAGE >= limit * every:
+            return self._all(
                 "SELECT i.id, i.updated, i.published, i.rep_path FROM items i "
-                "JOIN item_topics t ON t.item_id = i.id "
-                "WHERE t.topic = ? AND i.removed_at IS NULL "
-                "ORDER BY i.published DESC, i.id LIMIT ?",
+                "WHERE i.removed_at IS NULL AND EXISTS (SELECT 1 FROM item_topics t "
+                "WHERE t.item_id = i.id AND t.topic = ?) ORDER BY i.published DESC, i.id LIMIT ?",
                 (key.slug, limit),
             )
-        return self._feed_items(picks)
+        return self._all(
+            "SELECT i.id, i.updated, i.published, i.rep_path FROM items i "
+            "JOIN item_topics t ON t.item_id = i.id "
+            "WHERE t.topic = ? AND i.removed_at IS NULL "
+            "ORDER BY i.published DESC, i.id LIMIT ?",
+            (key.slug, limit),
+        )
 
     def _source_picks(self, slug: str, limit: int) -> list[Any]:
         """(item, updated, published, path) of the newest items with a file from this outlet;
