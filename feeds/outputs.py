@@ -86,6 +86,16 @@ def render_feeds(store: Store, config: Config) -> RenderReport:
     return report
 
 
+def warm_caches(store: Store, config: Config) -> None:
+    """Decode and serialize every feed's items once and write nothing, so that the first update
+    of a feed after a start costs what later ones do (see ``render`` and the store)."""
+    site = site_of(config)
+    for meta in feed_metas(config, store):
+        items = store.feed_items(meta.key, config.feed.limit)
+        render_rss(meta, items, site)
+        render_atom(meta, items, site)
+
+
 def _missing(config: Config, key: FeedKey) -> bool:
     return any(not (config.output / f"{key.path_stem}.{fmt}").exists() for fmt in FORMATS)
 

@@ -21,7 +21,7 @@ from feeds.errors import ArticleError, IdentityGuardError
 from feeds.ingest import BatchReport, EventSink, Ingestor, Processed, analyze
 from feeds.model import Article, FileStamp
 from feeds.normalize import NormalizeRules, normalize
-from feeds.outputs import RenderReport, render_feeds
+from feeds.outputs import RenderReport, render_feeds, warm_caches
 from feeds.parse import parse_file
 from feeds.scan import ScanDiff, diff, make_filter, walk
 from feeds.store import Store
@@ -248,6 +248,10 @@ class Pipeline:
 
     def render(self) -> RenderReport:
         return render_feeds(self.store, self.config)
+
+    def warm(self) -> None:
+        """Fill the render caches (a long-running service does it once, after catching up)."""
+        warm_caches(self.store, self.config)
 
     @property
     def backfilling(self) -> bool:

@@ -303,6 +303,20 @@ def test_one_store_renders_content_rewritten_under_the_same_dates(
     assert "ad.png" not in entry.content[0].value
 
 
+def test_warming_the_caches_writes_nothing(config: Config, articles: Path) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    before = output_files(config)
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(config, store, workers=1)
+        pipeline.warm()
+        assert pipeline.render().written == []
+    finally:
+        store.close()
+    assert output_files(config) == before
+
+
 def test_index_counts_follow_changes(config: Config, articles: Path) -> None:
     import re
 
