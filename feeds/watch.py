@@ -10,9 +10,11 @@ A changed file is *complete* (settled) once either
   or it was renamed into place (the write-then-rename idiom), or
 * its ``(size, mtime_ns)`` stayed the same across ``settle`` seconds with no event in between.
 
-A burst of events ends after ``debounce`` seconds without one, but complete files (and deletions)
-are delivered at once (after ``COMPLETE_QUIET``), also while other files are still being written:
-only those wait, to close or settle.
+A burst of events ends after ``debounce`` seconds without one, but complete files are delivered
+at once (after ``COMPLETE_QUIET``), also while other files are still being written: only those
+wait, to close or settle. Deletions wait for the debounce (an editor that moves the old file
+away before writing the new one must not make the article vanish for a moment); those seen
+by then ride along.
 A file that keeps changing is emitted anyway after ``MAX_SETTLE_WAIT`` seconds. A file that
 vanishes before settling is dropped if it was created while pending (nobody has seen it) and
 reported in ``Batch.gone`` otherwise.
@@ -219,10 +221,10 @@ class ArticleWatcher:
         self._gone_dirs: set[str] = set()
         self._dirs_to_walk: list[str] = []
         self._fresh: set[str] = set()  # paths with events since the last evaluation
-        self._fresh_incomplete: set[str] = set()  # those of them still being written
+        self._fresh_complete: set[str] = set()  # those of them that are complete files
         self._burst_started: float | None = None
         self._last_event_at = 0.0
-        self._last_complete_at = 0.0  # the last event that left its path complete
+        self._last_complete_at = 0.0  # the last event that left a file complete
         self._next_recheck: float | None = None
         self._overflowed = False
         self._shutting_down = False  # stop() began: watchdog's shutdown noise is not a loss
@@ -435,12 +437,12 @@ class ArticleWatcher:
         self._last_event_at = now
         self._fresh.add(path)
         entry = self._changes.get(path)
-        complete = entry is None or entry.complete  # written and closed, renamed, or gone
+        complete = entry is not None and entry.complete  # closed after writing, or renamed in
         if complete:
-            self._fresh_incomplete.discard(path)
+            self._fresh_complete.add(path)
             self._last_complete_at = now
         else:
-            self._fresh_incomplete.add(path)
+            self._fresh_complete.discard(path)
         if self._burst_started is None:
             self._burst_started = now
             self._cond.notify()
@@ -499,7 +501,7 @@ class ArticleWatcher:
             if len(self._fresh) >= self._max_batch:
                 return now
             quiet_at = self._last_event_at + self._debounce
-            if len(self._fresh) > len(self._fresh_incomplete):
+            if self._fresh_complete:
                 # Complete files need no more than a short lull, even while others are still
                 # being written: those are only stat()ed then, and wait to settle or close.
                 quiet_at = min(quiet_at, self._last_complete_at + self._complete_quiet)
@@ -527,7 +529,7 @@ class ArticleWatcher:
             ]
             self._burst_started = None
             self._fresh.clear()
-            self._fresh_incomplete.clear()
+            self._fresh_complete.clear()
         signatures = [_signature(path) for path, _ in due]  # slow part, outside the lock
         with self._cond:
             changed: list[str] = []

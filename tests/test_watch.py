@@ -354,3 +354,18 @@ def test_complete_files_go_at_once_while_an_open_one_waits_for_its_close(
         handle.write("正文\n")
     wait_until(lambda: str(partial) in recorder.changed())
     assert recorder.sizes[str(partial)] == [partial.stat().st_size]
+
+
+def test_a_file_moved_away_and_written_anew_is_never_gone(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    # How some editors save: the old file becomes a backup, then the new one is written.
+    article = root / "a.md"
+    write(article, "old")
+    _, recorder = make_watcher(debounce=5, settle=60, complete_quiet=COMPLETE_QUIET)
+    article.rename(root / "a.md~")
+    time.sleep(0.2)  # the editor writing; far below the debounce
+    write(article, "new text")
+    wait_until(lambda: str(article) in recorder.changed())
+    assert recorder.gone() == set()
+    assert recorder.sizes[str(article)] == [len("new text")]
