@@ -16,7 +16,7 @@ from feeds.classify import topic_slug
 from feeds.config import Config
 from feeds.errors import OutputError
 from feeds.model import FeedKey, FeedMeta, Site
-from feeds.publish import PublishError, publish, remove
+from feeds.publish import PublishError, publish_many, remove
 from feeds.render import render_atom, render_index, render_opml, render_rss
 from feeds.store import FeedState, Store
 
@@ -58,22 +58,42 @@ def feed_metas(config: Config, store: Store) -> list[FeedMeta]:
 
 
 def render_feeds(store: Store, config: Config) -> RenderReport:
-    """Render dirty feeds, the index and the OPML list; remove feeds that no longer exist."""
+    """Render dirty feeds, the index and the OPML list; remove feeds that no longer exist.
+
+    Everything is published in one batch, and a feed is marked clean only once its files are."""
     report = RenderReport()
     site = site_of(config)
     metas = feed_metas(config, store)
     states = store.feed_states()
+    files: list[tuple[str, bytes]] = []
+    rendered: list[tuple[FeedMeta, str]] = []
+    for index, meta in enumerate(metas):
+        state = states.get(meta.key.name)
+        if state is None or state.dirty or _missing(config, meta.key):
+            metas[index], digest = _render_one(store, config, site, meta, files)
+            rendered.append((metas[index], digest))
+    files.append(("index.html", render_index(metas, site)))
+    files.append(("feeds.opml", render_opml(metas, site)))
     try:
-        for index, meta in enumerate(metas):
-            state = states.get(meta.key.name)
-            if state is None or state.dirty or _missing(config, meta.key):
-                metas[index] = _render_one(store, config, site, meta, report)
+        report.written = publish_many(config.output, files)
+        with store.transaction():
+            for meta, digest in rendered:
+                store.mark_rendered(meta.key.name, digest, meta.count)
         _remove_stale(store, config, {m.key.name for m in metas}, states, report)
-        _write(config, "index.html", render_index(metas, site), report)
-        _write(config, "feeds.opml", render_opml(metas, site), report)
     except PublishError as exc:
         raise OutputError(f"cannot write to {config.output}: {exc}") from exc
+    report.rendered = len(rendered)
     return report
+
+
+def warm_caches(store: Store, config: Config) -> None:
+    """Decode and serialize every feed's items once and write nothing, so that the first update
+    of a feed after a start costs what later ones do (see ``render`` and the store)."""
+    site = site_of(config)
+    for meta in feed_metas(config, store):
+        items = store.feed_items(meta.key, config.feed.limit)
+        render_rss(meta, items, site)
+        render_atom(meta, items, site)
 
 
 def _missing(config: Config, key: FeedKey) -> bool:
@@ -81,24 +101,17 @@ def _missing(config: Config, key: FeedKey) -> bool:
 
 
 def _render_one(
-    store: Store, config: Config, site: Site, meta: FeedMeta, report: RenderReport
-) -> FeedMeta:
+    store: Store, config: Config, site: Site, meta: FeedMeta, files: list[tuple[str, bytes]]
+) -> tuple[FeedMeta, str]:
+    """The feed's files (appended to ``files``), its meta with the live count, its digest."""
     meta = replace(meta, count=store.feed_count(meta.key))
     items = store.feed_items(meta.key, config.feed.limit)
     digest = hashlib.sha256()
     for fmt, render in (("rss", render_rss), ("atom", render_atom)):
         data = render(meta, items, site)
         digest.update(data)
-        _write(config, f"{meta.key.path_stem}.{fmt}", data, report)
-    with store.transaction():
-        store.mark_rendered(meta.key.name, digest.hexdigest()[:32], meta.count)
-    report.rendered += 1
-    return meta
-
-
-def _write(config: Config, relpath: str, data: bytes, report: RenderReport) -> None:
-    if publish(config.output, relpath, data):
-        report.written.append(relpath)
+        files.append((f"{meta.key.path_stem}.{fmt}", data))
+    return meta, digest.hexdigest()[:32]
 
 
 def _remove_stale(

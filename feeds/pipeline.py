@@ -23,7 +23,7 @@ from feeds.ingest import BatchReport, EventSink, Ingestor, Processed, analyze
 from feeds.model import Article, FileStamp
 from feeds.neardup import ANCHOR_VERSION
 from feeds.normalize import NormalizeRules, normalize
-from feeds.outputs import RenderReport, render_feeds
+from feeds.outputs import RenderReport, render_feeds, warm_caches
 from feeds.parse import parse_file
 from feeds.scan import ScanDiff, make_filter, scan_changes
 from feeds.store import Store
@@ -264,6 +264,10 @@ class Pipeline:
 
     def render(self) -> RenderReport:
         return render_feeds(self.store, self.config)
+
+    def warm(self) -> None:
+        """Fill the render caches (a long-running service does it once, after catching up)."""
+        warm_caches(self.store, self.config)
 
     @property
     def backfilling(self) -> bool:

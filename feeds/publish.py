@@ -3,7 +3,11 @@
 A file is rewritten only when its bytes change, so unchanged feeds keep their mtime (and the
 ETag/Last-Modified a static web server derives from it). Writes go to a temporary file in the
 same directory, are fsynced and then renamed over the target: readers see the old file or the
-new one, never a partial one.
+new one, never a partial one, also after a crash.
+
+``publish_many`` publishes a batch: the temporary files are fsynced concurrently (the file
+system commits them together instead of one journal commit each), then renamed, then each
+folder is fsynced once.
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ import contextlib
 import errno
 import os
 import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Final, TypeVar
 
 FILE_MODE: Final = 0o644
 TEMP_SUFFIX: Final = ".tmp"
 # Directory fsync is unsupported on some file systems; that costs durability, not correctness.
 _DIR_FSYNC_UNSUPPORTED: Final = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF})
+SYNC_THREADS: Final = 8
+T = TypeVar("T")
 
 
 class PublishError(OSError):
@@ -36,23 +46,125 @@ def publish(output_dir: Path, relpath: str, data: bytes) -> bool:
     Returns True when the file was written, False when it was left untouched.
     Raises ValueError for a relpath outside ``output_dir`` and PublishError when writing fails.
     """
-    target = _resolve_target(output_dir, relpath)
+    return bool(publish_many(output_dir, [(relpath, data)]))
+
+
+@dataclass(slots=True)
+class _Staged:
+    """A temporary file holding the new bytes of ``target``, not yet renamed over it."""
+
+    relpath: str
+    target: Path
+    temp: str
+    fd: int = -1
+
+
+def publish_many(output_dir: Path, files: Sequence[tuple[str, bytes]]) -> list[str]:
+    """``publish`` for several files at once; returns the relpaths actually written, in order.
+
+    Each file is fsynced before it replaces its target, and every folder that got a new file
+    is fsynced afterwards. When one file fails, those renamed before it stay published, the
+    others keep their old content, and PublishError names the one that failed.
+    """
+    root = output_dir.resolve()
+    targets = [(relpath, _resolve_target(root, relpath), data) for relpath, data in files]
+    staged: list[_Staged] = []
+    renamed: list[_Staged] = []
     try:
-        if _holds(target, data):
-            return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(target, data)
-        _fsync_dir(target.parent)
+        for relpath, target, data in targets:
+            with _errors_as(relpath):
+                if not _holds(target, data):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    staged.append(_stage(relpath, target, data))
+        _in_parallel(staged, _sync_staged)
+        for item in staged:
+            with _errors_as(item.relpath):
+                os.close(item.fd)
+                item.fd = -1
+                os.replace(item.temp, item.target)
+            item.temp = ""
+            renamed.append(item)
+    finally:
+        _discard(staged)
+        folders = {item.target.parent: item.relpath for item in renamed}
+        _in_parallel(list(folders.items()), _sync_folder)
+    return [item.relpath for item in renamed]
+
+
+def _stage(relpath: str, target: Path, data: bytes) -> _Staged:
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    item = _Staged(relpath, target, temp, fd)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        _discard([item])
+        raise
+    return item
+
+
+def _sync_staged(item: _Staged) -> None:
+    with _errors_as(item.relpath):
+        os.fsync(item.fd)
+
+
+def _sync_folder(entry: tuple[Path, str]) -> None:
+    folder, relpath = entry
+    with _errors_as(relpath):
+        _fsync_dir(folder)
+
+
+def _discard(staged: Iterable[_Staged]) -> None:
+    """Close and delete the temporary files that were not renamed into place."""
+    for item in staged:
+        if item.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(item.fd)
+            item.fd = -1
+        if item.temp:
+            with contextlib.suppress(OSError):
+                os.unlink(item.temp)
+            item.temp = ""
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _in_parallel(work: Sequence[T], action: Callable[[T], None]) -> None:
+    """Run ``action`` on every element, concurrently when there are several (fsync waits on the
+    disk, not the CPU); the first exception is raised after all have finished."""
+    global _pool
+    if len(work) <= 1:
+        for element in work:
+            action(element)
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="feeds-fsync")
+        pool = _pool
+    futures = [pool.submit(action, element) for element in work]
+    errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
+    if errors:
+        raise errors[0]
+
+
+@contextlib.contextmanager
+def _errors_as(relpath: str) -> Iterator[None]:
+    """OSError (other than PublishError) becomes PublishError naming ``relpath``."""
+    try:
+        yield
     except PublishError:
         raise
     except OSError as exc:
         raise PublishError(relpath, _reason(exc)) from exc
-    return True
 
 
 def remove(output_dir: Path, relpath: str) -> bool:
     """Delete ``output_dir/relpath`` (a feed that no longer exists); False when already absent."""
-    target = _resolve_target(output_dir, relpath)
+    target = _resolve_target(output_dir.resolve(), relpath)
     try:
         target.unlink()
         _fsync_dir(target.parent)
@@ -63,12 +175,12 @@ def remove(output_dir: Path, relpath: str) -> bool:
     return True
 
 
-def _resolve_target(output_dir: Path, relpath: str) -> Path:
-    """``output_dir/relpath``, refusing (ValueError) any path that would land outside it."""
+def _resolve_target(root: Path, relpath: str) -> Path:
+    """``root/relpath`` (``root`` resolved), refusing (ValueError) any path that would land
+    outside it."""
     pure = PurePosixPath(relpath)
     if "\0" in relpath or pure.is_absolute() or not pure.parts or ".." in pure.parts:
         raise ValueError(f"refusing output path {relpath!r}: must stay inside the output folder")
-    root = output_dir.resolve()
     target = root.joinpath(*pure.parts)
     # A symlinked subdirectory must not carry the write elsewhere either.
     if not target.parent.resolve().is_relative_to(root):
@@ -85,23 +197,6 @@ def _holds(target: Path, data: bytes) -> bool:
     if not target.is_file() or stat.st_size != len(data):
         return False
     return target.read_bytes() == data
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, temp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), FILE_MODE)
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
 
 
 def _fsync_dir(directory: Path) -> None:

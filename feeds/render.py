@@ -3,6 +3,12 @@
 Pure functions: data in, bytes out. Nothing here reads the clock or touches files, so the
 same input always gives the same bytes (readers and conditional GETs rely on that).
 
+A feed is feedgen's document without entries with each entry's bytes spliced in before the
+closing tag; an entry is cut from a one-entry document, once, and kept by item (``_EntryCache``),
+so re-rendering a feed for one new item serializes that item only. The bytes are exactly
+feedgen's for the whole feed: the entries sit at the same depth under the same namespace
+declarations, and pretty printing indents an element by its depth alone.
+
 Stable URL scheme, relative to ``Site.base_url`` (never change it):
 ``all.rss``/``all.atom``, ``sources/<slug>.rss|.atom``, ``topics/<slug>.rss|.atom``,
 ``feeds.opml`` and ``index.html``.
@@ -12,7 +18,9 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from xml.etree import ElementTree as ET
@@ -31,6 +39,8 @@ UNTITLED: Final = "无标题"
 MEDIA_TYPES: Final = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
 KIND_ORDER: Final[tuple[FeedKind, ...]] = ("all", "source", "topic")
 KIND_LABELS: Final[dict[FeedKind, str]] = {"all": "全部", "source": "来源", "topic": "主题"}
+
+ENTRY_CACHE_SIZE: Final = 2048  # serialized entries (~10 KB each): 50 of 20 feeds, both formats
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -109,25 +119,81 @@ def _base_generator(meta: FeedMeta, site: Site, fmt: str) -> Any:
     return fg
 
 
+# --- entries, serialized once ---------------------------------------------------------------
+
+
+class _EntryCache:
+    """Serialized entries by (format, item), least recently used dropped first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, FeedItem], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, fmt: str, item: FeedItem, make: Callable[[FeedItem], bytes]) -> bytes:
+        key = (fmt, item)
+        with self._lock:
+            data = self._entries.get(key)
+            if data is not None:
+                self._entries.move_to_end(key)
+                return data
+        data = make(item)
+        with self._lock:
+            self._entries[key] = data
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return data
+
+
+_ENTRIES = _EntryCache(ENTRY_CACHE_SIZE)
+# Entries are cut from a document of this feed; only its namespace declarations matter.
+_SCRATCH_META: Final = FeedMeta(FeedKey("all"), GENERATOR, GENERATOR)
+_SCRATCH_SITE: Final = Site("http://localhost/", GENERATOR, GENERATOR)
+
+
+def _cut(document: bytes, start_tag: bytes, end_tag: bytes) -> bytes:
+    """The one element of ``document`` that starts with ``start_tag``, from the start of its
+    line to the end of its closing line. Text before it is escaped (never holds ``<``)."""
+    start = document.rindex(b"\n", 0, document.index(start_tag)) + 1
+    return document[start : document.rindex(end_tag) + len(end_tag)]
+
+
+def _splice(document: bytes, closing_line: bytes, entries: Iterable[bytes]) -> bytes:
+    """``entries`` inserted before the last ``closing_line`` of ``document``."""
+    at = document.rindex(closing_line)
+    return b"".join((document[:at], *entries, document[at:]))
+
+
 # --- RSS 2.0 ----------------------------------------------------------------------------------
 
 
 def render_rss(meta: FeedMeta, items: Sequence[FeedItem], site: Site) -> bytes:
     """RSS 2.0 with content:encoded, dc:creator and media:thumbnail."""
     ordered = _ordered(items)
+    changed = _last_change(ordered)
+    data: bytes = _rss_generator(meta, site, changed).rss_str(pretty=True)
+    if changed is None:
+        # feedgen always writes lastBuildDate (default: now); an empty feed must not carry one.
+        return _drop_channel_child(data, "lastBuildDate")
+    entries = (_ENTRIES.get("rss", item, _rss_item_bytes) for item in ordered)
+    return _splice(data, b"  </channel>\n", entries)
+
+
+def _rss_generator(meta: FeedMeta, site: Site, changed: datetime | None) -> Any:
     fg = _base_generator(meta, site, "rss")
     fg.description(_describe(meta, site))
     fg.load_extension("dc", atom=False, rss=True)
     fg.load_extension("media", atom=False, rss=True)
-    changed = _last_change(ordered)
     if changed is not None:
         fg.lastBuildDate(changed)
         fg.pubDate(changed)
-    for item in ordered:
-        _add_rss_item(fg, item)
-    data: bytes = fg.rss_str(pretty=True)
-    # feedgen always writes lastBuildDate (default: now); an empty feed must not carry one.
-    return data if changed is not None else _drop_channel_child(data, "lastBuildDate")
+    return fg
+
+
+def _rss_item_bytes(item: FeedItem) -> bytes:
+    fg = _rss_generator(_SCRATCH_META, _SCRATCH_SITE, _utc(item.published))
+    _add_rss_item(fg, item)
+    return _cut(fg.rss_str(pretty=True), b"<item>", b"</item>\n")
 
 
 def _add_rss_item(fg: Any, item: FeedItem) -> None:
@@ -174,16 +240,25 @@ def _drop_channel_child(data: bytes, tag: str) -> bytes:
 def render_atom(meta: FeedMeta, items: Sequence[FeedItem], site: Site) -> bytes:
     """Atom 1.0; the feed id is its own URL, entry ids are ``item_guid`` URNs."""
     ordered = _ordered(items)
+    data: bytes = _atom_generator(meta, site, _last_change(ordered) or EPOCH).atom_str(pretty=True)
+    entries = (_ENTRIES.get("atom", item, _atom_entry_bytes) for item in ordered)
+    return _splice(data, b"</feed>\n", entries)
+
+
+def _atom_generator(meta: FeedMeta, site: Site, updated: datetime) -> Any:
     fg = _base_generator(meta, site, "atom")
     fg.id(feed_url(meta.key, "atom", site))
     fg.subtitle(_describe(meta, site))
     fg.author({"name": xml_safe(site.author).strip() or GENERATOR})
-    fg.updated(_last_change(ordered) or EPOCH)
+    fg.updated(updated)
     fg.load_extension("media", atom=True, rss=False)
-    for item in ordered:
-        _add_atom_entry(fg, item)
-    data: bytes = fg.atom_str(pretty=True)
-    return data
+    return fg
+
+
+def _atom_entry_bytes(item: FeedItem) -> bytes:
+    fg = _atom_generator(_SCRATCH_META, _SCRATCH_SITE, _utc(item.updated))
+    _add_atom_entry(fg, item)
+    return _cut(fg.atom_str(pretty=True), b"<entry>", b"</entry>\n")
 
 
 def _add_atom_entry(fg: Any, item: FeedItem) -> None:

@@ -207,6 +207,8 @@ class Service:
             log.info("serving %s on http://%s:%d/", self.config.output, host, self.server.port)
         self.watcher.start()  # events during catch-up queue up behind the lock
         self.rescan()
+        with self._lock:
+            self.pipeline.warm()
         interval = self.config.service.rescan_seconds
         self.scheduler.add_job(self.rescan, "interval", seconds=interval, id="rescan")
         self.scheduler.add_job(

@@ -10,6 +10,11 @@ A changed file is *complete* (settled) once either
   or it was renamed into place (the write-then-rename idiom), or
 * its ``(size, mtime_ns)`` stayed the same across ``settle`` seconds with no event in between.
 
+A burst of events ends after ``debounce`` seconds without one, but complete files are delivered
+at once (after ``COMPLETE_QUIET``), also while other files are still being written: only those
+wait, to close or settle. Deletions wait for the debounce (an editor that moves the old file
+away before writing the new one must not make the article vanish for a moment); those seen
+by then ride along.
 A file that keeps changing is emitted anyway after ``MAX_SETTLE_WAIT`` seconds. A file that
 vanishes before settling is dropped if it was created while pending (nobody has seen it) and
 reported in ``Batch.gone`` otherwise.
@@ -49,7 +54,9 @@ from feeds.scan import is_utf8
 log = logging.getLogger("feeds.watch")
 
 MAX_BURST_DELAY = 2.0  # seconds after the first event of a burst at which we flush anyway
-COMPLETE_QUIET = 0.05  # the lull that ends a burst of complete files (closed or renamed)
+# The lull that ends a burst of complete files (closed or renamed): none, a complete file is
+# delivered as soon as the worker is free; files completed while it is busy form the next batch.
+COMPLETE_QUIET = 0.0
 MAX_SETTLE_WAIT = 60.0  # seconds a file may keep changing before it is emitted anyway
 PENDING_LIMIT_FACTOR = 20  # at most max_batch * this paths wait to settle; more are dropped
 WORKER_THREAD_NAME = "feeds-watch"
@@ -214,8 +221,10 @@ class ArticleWatcher:
         self._gone_dirs: set[str] = set()
         self._dirs_to_walk: list[str] = []
         self._fresh: set[str] = set()  # paths with events since the last evaluation
+        self._fresh_complete: set[str] = set()  # those of them that are complete files
         self._burst_started: float | None = None
         self._last_event_at = 0.0
+        self._last_complete_at = 0.0  # the last event that left a file complete
         self._next_recheck: float | None = None
         self._overflowed = False
         self._shutting_down = False  # stop() began: watchdog's shutdown noise is not a loss
@@ -427,12 +436,19 @@ class ArticleWatcher:
     def _mark_activity_locked(self, path: str, now: float) -> None:
         self._last_event_at = now
         self._fresh.add(path)
+        entry = self._changes.get(path)
+        complete = entry is not None and entry.complete  # closed after writing, or renamed in
+        if complete:
+            self._fresh_complete.add(path)
+            self._last_complete_at = now
+        else:
+            self._fresh_complete.discard(path)
         if self._burst_started is None:
             self._burst_started = now
             self._cond.notify()
         elif len(self._fresh) == self._max_batch:
             self._cond.notify()
-        elif self._complete_quiet < self._debounce and self._fresh_all_complete_locked():
+        elif complete and self._complete_quiet < self._debounce:
             self._cond.notify()  # the wake-up time just moved earlier
 
     def _note_lost_events(self, reason: str) -> None:
@@ -485,15 +501,12 @@ class ArticleWatcher:
             if len(self._fresh) >= self._max_batch:
                 return now
             quiet_at = self._last_event_at + self._debounce
-            if self._fresh_all_complete_locked():
-                quiet_at = self._last_event_at + self._complete_quiet
+            if self._fresh_complete:
+                # Complete files need no more than a short lull, even while others are still
+                # being written: those are only stat()ed then, and wait to settle or close.
+                quiet_at = min(quiet_at, self._last_complete_at + self._complete_quiet)
             return min(quiet_at, self._burst_started + MAX_BURST_DELAY)
         return self._next_recheck
-
-    def _fresh_all_complete_locked(self) -> bool:
-        """Every new change was closed after writing or renamed into place: nothing to wait for
-        but a short lull, so a single new article is not held back by the full debounce."""
-        return all(self._changes[p].complete for p in self._fresh if p in self._changes)
 
     def _walk(self, dirs: Iterable[str]) -> None:
         """Surface the files of directories created or moved in (their own events may be lost)."""
@@ -516,6 +529,7 @@ class ArticleWatcher:
             ]
             self._burst_started = None
             self._fresh.clear()
+            self._fresh_complete.clear()
         signatures = [_signature(path) for path, _ in due]  # slow part, outside the lock
         with self._cond:
             changed: list[str] = []

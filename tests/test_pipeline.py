@@ -11,6 +11,7 @@ import feedparser
 import pytest
 
 from feeds.config import Config
+from feeds.pipeline import Pipeline
 from feeds.store import open_store
 from tests.conftest import TOPICS as TOPICS_FOR_TEST
 from tests.conftest import build, hexo_post, jekyll_post, write
@@ -280,6 +281,40 @@ def test_cleanup_rule_change_rewrites_stored_content(
     build(config)
     (entry,) = entries(config, "all.atom")
     assert "本文仅供参考" not in entry.content[0].value
+
+
+def test_one_store_renders_content_rewritten_under_the_same_dates(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    # The service keeps one store (and its decoded items) across config reloads and batches;
+    # an image removed by a new rule changes the stored article but not its text or dates.
+    ad = '<p><img class="ad" src="https://example.com/ad.png"></p>'
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY, extra=ad))
+    first = make_config()
+    store = open_store(first.state)
+    try:
+        Pipeline(first, store, workers=1).sync()
+        assert "ad.png" in entries(first, "all.atom")[0].content[0].value
+        config = make_config(cleanup={"remove_selectors": ["img.ad"]})
+        Pipeline(config, store, workers=1).sync()
+    finally:
+        store.close()
+    (entry,) = entries(config, "all.atom")
+    assert "ad.png" not in entry.content[0].value
+
+
+def test_warming_the_caches_writes_nothing(config: Config, articles: Path) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    before = output_files(config)
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(config, store, workers=1)
+        pipeline.warm()
+        assert pipeline.render().written == []
+    finally:
+        store.close()
+    assert output_files(config) == before
 
 
 def test_index_counts_follow_changes(config: Config, articles: Path) -> None:

@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from feeds import render as render_module
 from feeds.clean import clean_body, html_to_text, summarize
 from feeds.config import CleanupRules, load_config
 from feeds.dedupe import body_key, canonical_text, canonical_title, fingerprint
@@ -387,6 +388,34 @@ def test_rendered_feeds_are_well_formed_and_read_cleanly(
         assert len(parsed.entries) == len(entries)
         ids = {entry.get("id") for entry in parsed.entries}
         assert len(ids) == len(entries)
+
+
+def whole_document(fmt: str, meta: FeedMeta, entries: list[FeedItem]) -> bytes:
+    """What feedgen writes when it serializes the whole feed in one go."""
+    ordered = render_module._ordered(entries)
+    changed = render_module._last_change(ordered)
+    if fmt == "atom":
+        fg = render_module._atom_generator(meta, SITE, changed or render_module.EPOCH)
+        for item in ordered:
+            render_module._add_atom_entry(fg, item)
+        return bytes(fg.atom_str(pretty=True))
+    fg = render_module._rss_generator(meta, SITE, changed)
+    for item in ordered:
+        render_module._add_rss_item(fg, item)
+    data = bytes(fg.rss_str(pretty=True))
+    return data if changed else render_module._drop_channel_child(data, "lastBuildDate")
+
+
+@SETTINGS
+@given(metas, st.lists(items, max_size=5, unique_by=lambda i: i.id), st.randoms())
+def test_spliced_feeds_are_feedgens_whole_documents(
+    meta: FeedMeta, entries: list[FeedItem], rng: Any
+) -> None:
+    for fmt, render in (("rss", render_rss), ("atom", render_atom)):
+        expected = whole_document(fmt, meta, entries)
+        assert render(meta, entries, SITE) == expected
+        shuffled = rng.sample(entries, len(entries))
+        assert render(meta, shuffled, SITE) == expected  # entries now from the cache
 
 
 @SETTINGS

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from feeds import publish as publish_module
-from feeds.publish import PublishError, publish, remove
+from feeds.publish import PublishError, publish, publish_many, remove
 
 RSS = "<?xml version='1.0' encoding='UTF-8'?><rss version=\"2.0\">北交所</rss>".encode()
 OLD_NS = 1_600_000_000_000_000_000
@@ -156,3 +156,31 @@ def test_remove_of_a_directory_raises_publish_error(tmp_path: Path) -> None:
     with pytest.raises(PublishError):
         remove(tmp_path, "sources")
     assert (tmp_path / "sources").is_dir()
+
+
+def test_a_batch_writes_only_changed_files_in_every_folder(tmp_path: Path) -> None:
+    publish(tmp_path, "all.rss", RSS)
+    untouched = age(tmp_path / "all.rss")
+    batch = [
+        ("all.rss", RSS),
+        ("all.atom", b"<feed/>"),
+        ("topics/beijiaosuo.rss", RSS + b"1"),
+        ("sources/cailianshe.atom", b""),
+    ]
+    assert publish_many(tmp_path, batch) == [
+        "all.atom", "topics/beijiaosuo.rss", "sources/cailianshe.atom",
+    ]  # fmt: skip
+    assert (tmp_path / "all.rss").stat().st_mtime_ns == untouched
+    assert {p: (tmp_path / p).read_bytes() for p, _ in batch} == dict(batch)
+    assert all(stat.S_IMODE((tmp_path / p).stat().st_mode) == 0o644 for p, _ in batch)
+    assert publish_many(tmp_path, batch) == []
+
+
+def test_a_failing_file_in_a_batch_names_itself_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    publish(tmp_path, "sources/a.rss", b"old a")
+    (tmp_path / "sources" / "b.rss").mkdir()  # cannot be replaced by a file
+    with pytest.raises(PublishError) as caught:
+        publish_many(tmp_path, [("sources/a.rss", b"new a"), ("sources/b.rss", RSS)])
+    assert caught.value.relpath == "sources/b.rss"
+    assert (tmp_path / "sources" / "a.rss").read_bytes() == b"new a"  # renamed before b failed
+    assert sorted(p.name for p in (tmp_path / "sources").iterdir()) == ["a.rss", "b.rss"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from feeds.watch import WORKER_THREAD_NAME, ArticleWatcher, Batch
+from feeds.watch import COMPLETE_QUIET, WORKER_THREAD_NAME, ArticleWatcher, Batch
 
 EDITOR_LEFTOVERS = ("*.swp", "*~", "*.tmp", "#*#")
 
@@ -333,3 +333,39 @@ def test_a_complete_file_is_not_held_back_by_the_full_debounce(
     write(root / "a.md")  # written and closed: complete, nothing to wait for
     wait_until(lambda: recorder.changed() == [str(root / "a.md")])
     assert time.monotonic() - started < 2
+
+
+def test_complete_files_go_at_once_while_an_open_one_waits_for_its_close(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    # The shipped lull with a debounce far beyond the test's patience: only completeness counts.
+    _, recorder = make_watcher(debounce=60, settle=60, complete_quiet=COMPLETE_QUIET)
+    partial = root / "partial.md"
+    with partial.open("w", encoding="utf-8") as handle:
+        handle.write("# 半截\n")
+        handle.flush()
+        write(root / "done.md")
+        write(root / ".moved.tmp")
+        os.rename(root / ".moved.tmp", root / "moved.md")
+        wait_until(
+            lambda: {str(root / "done.md"), str(root / "moved.md")} <= set(recorder.changed())
+        )
+        assert str(partial) not in recorder.changed()
+        handle.write("正文\n")
+    wait_until(lambda: str(partial) in recorder.changed())
+    assert recorder.sizes[str(partial)] == [partial.stat().st_size]
+
+
+def test_a_file_moved_away_and_written_anew_is_never_gone(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    # How some editors save: the old file becomes a backup, then the new one is written.
+    article = root / "a.md"
+    write(article, "old")
+    _, recorder = make_watcher(debounce=5, settle=60, complete_quiet=COMPLETE_QUIET)
+    article.rename(root / "a.md~")
+    time.sleep(0.2)  # the editor writing; far below the debounce
+    write(article, "new text")
+    wait_until(lambda: str(article) in recorder.changed())
+    assert recorder.gone() == set()
+    assert recorder.sizes[str(article)] == [len("new text")]
