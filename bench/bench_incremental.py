@@ -66,6 +66,13 @@ class Sample:
     rewritten: float  # rename -> the last of the feed files holding it on disk
 
 
+def inode_of(path: Path) -> int:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:  # a new outlet's feed
+        return -1
+
+
 def rewritten_on_disk(path: Path, title: str, inodes: dict[Path, int]) -> bool:
     """The feed file holds ``title``; read only when a rename put a new file there."""
     try:
@@ -102,7 +109,7 @@ def drop_one(
     urls = feeds_of(spec.outlet, spec.story.topics[0], config)
     etags = {url: client.get(url).headers.get("etag", "") for url in urls}
     files = {url: out / url.lstrip("/") for url in urls}
-    inodes = {path: path.stat().st_ino for path in files.values()}
+    inodes = {path: inode_of(path) for path in files.values()}
     before = ingest_seconds(client)
     temp = target.with_name(f".{target.name}.tmp")  # hidden and *.tmp: the watcher ignores it
     temp.parent.mkdir(parents=True, exist_ok=True)

@@ -98,7 +98,11 @@ def test_bench_incremental(tmp_path: Path) -> None:
         "bench.bench_incremental", tmp_path, "--n", "30", "--repeats", "1", "--gap", "0.1"
     )
     for config in ("default", "fast"):
-        assert re.search(rf"config={config} +n=30 .*latency p50=\d+ms p95=\d+ms", out), out
+        assert re.search(
+            rf"config={config} +n=30 .*rewritten on disk p50=\d+ms p95=\d+ms; "
+            r"served p50=\d+ms p95=\d+ms",
+            out,
+        ), out
     assert not list((tmp_path / "work").glob("corpus-*"))  # cleaned up
 
 
