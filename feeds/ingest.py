@@ -32,7 +32,7 @@ T = TypeVar("T")
 HAS_FRONT_MATTER_DATE = 1  # the quality bit set by dedupe.quality
 # Recently stored or compared files, kept for near-duplicate checks: canonical texts are small
 # (a few KB); shingle sets are not (≈ 100 KB of Python objects per article).
-TEXT_CACHE = 2048
+TEXT_CACHE = 1024
 SHINGLE_CACHE = 64
 MIN_SHARED_ANCHORS = 3  # a candidate shares this many sampled runs (or the title)
 MAX_ANCHOR_POSTINGS = 8  # an anchor held by more stories is a common phrase: skipped
@@ -82,13 +82,12 @@ class BatchReport:
     removed: int = 0
     merged: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
-    events: list[tuple[str, str]] = field(default_factory=list)  # (kind, item id), not articles
+    events: int = 0  # item events emitted (alert sinks got them; a build may emit 100,000)
 
     def add(self, other: BatchReport) -> None:
-        for name in ("seen", "new", "updated", "unchanged", "removed", "merged"):
+        for name in ("seen", "new", "updated", "unchanged", "removed", "merged", "events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejected.extend(other.rejected)
-        self.events.extend(other.events)
 
 
 EventSink = Callable[[Store, ItemEvent], None]
@@ -337,7 +336,7 @@ class Ingestor:
     def _emit(self, event: ItemEvent, report: BatchReport) -> None:
         if self.refresh_unchanged and event.kind == "item.updated":
             return  # a config change re-read everything: new rules are not news
-        report.events.append((event.kind, event.item_id))
+        report.events += 1
         if self.on_event is not None:
             self.on_event(self.store, event)
 

@@ -241,7 +241,8 @@ def _diff(
     current: Iterable[list[Stamp]], known: Mapping[str, tuple[int, int]], reread: bool
 ) -> ScanDiff:
     changed: list[FileStamp] = []
-    present: set[str] = set()
+    present: set[str] = set()  # only needed to find known files that are gone
+    seen = 0
     unlisted_folders: list[str] = []
     unchanged = 0
     for stamps in current:
@@ -251,7 +252,9 @@ def _diff(
             if size == UNLISTED:
                 unlisted_folders.append(path)
                 continue
-            present.add(path)
+            seen += 1
+            if known:
+                present.add(path)
             if not reread and known.get(path) == (size, mtime_ns):
                 unchanged += 1
             else:
@@ -261,4 +264,4 @@ def _diff(
     kept = tuple(unlisted_folders)
     gone = tuple(sorted(path for path in missing if not path.startswith(kept)))
     unchanged += len(missing) - len(gone)
-    return ScanDiff(tuple(changed), gone, unchanged, len(present))
+    return ScanDiff(tuple(changed), gone, unchanged, seen)
