@@ -16,6 +16,7 @@ text shrunk, ``<br/>``), so the sanitizer's input, and output, stayed the same.
 
 from __future__ import annotations
 
+import ctypes
 import html as htmllib
 import logging
 import re
@@ -25,8 +26,8 @@ from functools import lru_cache
 from typing import Protocol
 from urllib.parse import unquote, urljoin
 
-import cmarkgfm
 import nh3
+from cmarkgfm import _cmark  # the cffi module cmarkgfm.markdown_to_html wraps
 from cmarkgfm.cmark import Options
 from cssselect import HTMLTranslator, SelectorError
 from cssselect.xpath import ExpressionError, XPathExpr
@@ -170,6 +171,9 @@ _MAYBE_CUT_SHORT = etree.XPath("boolean(/" + "/".join(["*"] * 250) + ")")
 
 # Raw HTML is kept: the sanitizer deals with it later.
 _MARKDOWN_OPTIONS = Options.CMARK_OPT_UNSAFE
+_LIBC = ctypes.CDLL(None)  # the process's C library
+_LIBC.free.argtypes = [ctypes.c_void_p]
+_LIBC.free.restype = None
 _HTML_START = re.compile(
     r"\s*(?:<!--|<!doctype\b|<(?:html|head|body|p|div|center|table|ul|ol|li|dl|h[1-6]|section"
     r"|article|header|footer|aside|main|nav|blockquote|pre|figure|hr|style|script|iframe"
@@ -283,7 +287,14 @@ def looks_like_html(body: str) -> bool:
 def markdown_to_html(text: str) -> str:
     """CommonMark rendering (cmark, in C: linear time even on pathological input, ~15× faster
     than a pure-Python parser); raw HTML is kept (the sanitizer deals with it later)."""
-    rendered: str = cmarkgfm.markdown_to_html(xml_safe(text), options=_MARKDOWN_OPTIONS)
+    encoded = xml_safe(text).encode("utf-8")
+    raw = _cmark.lib.cmark_markdown_to_html(encoded, len(encoded), _MARKDOWN_OPTIONS)
+    try:
+        rendered: str = _cmark.ffi.string(raw).decode("utf-8")
+    finally:
+        # cmarkgfm.markdown_to_html never frees cmark's result (≈ the size of the HTML per
+        # call: hundreds of MB over an archive); cmark allocates it with the C library's malloc.
+        _LIBC.free(int(_cmark.ffi.cast("uintptr_t", raw)))
     return rendered
 
 
