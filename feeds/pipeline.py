@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from multiprocessing import get_context
 
 from feeds.classify import TopicMatcher
@@ -25,7 +26,7 @@ from feeds.neardup import ANCHOR_VERSION
 from feeds.normalize import NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds, warm_caches
 from feeds.parse import parse_file
-from feeds.scan import ScanDiff, make_filter, scan_changes
+from feeds.scan import ScanDiff, every_path, make_filter, scan_changes
 from feeds.store import Store
 
 log = logging.getLogger("feeds.pipeline")
@@ -85,13 +86,11 @@ def _process_in_worker(path: str) -> Processed:
 WINDOW = 512  # files submitted to the pool ahead of the ingest: bounds memory, keeps order
 
 
-def _bounded_map(pool: Executor, paths: Sequence[str]) -> Iterator[Processed]:
+def _bounded_map(pool: Executor, paths: Iterable[str]) -> Iterator[Processed]:
     """``pool.map`` over windows, the next one submitted before the current is consumed."""
-    windows = [paths[i : i + WINDOW] for i in range(0, len(paths), WINDOW)]
-    if not windows:
-        return
-    pending = pool.map(_process_in_worker, windows[0], chunksize=16)
-    for following in windows[1:]:
+    source = iter(paths)
+    pending = pool.map(_process_in_worker, list(islice(source, WINDOW)), chunksize=16)
+    while following := list(islice(source, WINDOW)):
         ahead = pool.map(_process_in_worker, following, chunksize=16)
         yield from pending
         pending = ahead
@@ -163,21 +162,26 @@ class Pipeline:
 
     # -- scanning --------------------------------------------------------------------------
 
+    def _known_files(self) -> Mapping[str, tuple[int, int]]:
+        return self.store.live_file_index() if self.keep_file_index else self.store.file_index()
+
     def scan(self) -> ScanDiff:
-        known = self.store.live_file_index() if self.keep_file_index else self.store.file_index()
+        known = self._known_files()
         roots, follow = self.config.articles, self.config.input.follow_symlinks
         return scan_changes(roots, self.accept, follow, known, reread=self.forced)
 
     # -- processing ------------------------------------------------------------------------
 
-    def process(self, paths: Sequence[str]) -> Iterator[Processed]:
-        if self.workers <= 1 or len(paths) < PARALLEL_THRESHOLD:
+    def process(self, paths: Iterable[str]) -> Iterator[Processed]:
+        source = iter(paths)
+        head = list(islice(source, PARALLEL_THRESHOLD))
+        if self.workers <= 1 or len(head) < PARALLEL_THRESHOLD:
             limit, near = self.config.input.max_file_bytes, self.config.dedupe.near
-            for path in paths:
+            for path in chain(head, source):
                 yield prepare(path, self.rules, limit, self.ingestor.topics, near)
             return
         with self._pool() as pool:
-            yield from _bounded_map(pool, paths)
+            yield from _bounded_map(pool, chain(head, source))
 
     def _pool(self) -> Executor:
         context = get_context("forkserver")
@@ -193,7 +197,7 @@ class Pipeline:
 
     def ingest(
         self,
-        changed: Sequence[str],
+        changed: Iterable[str],
         gone: Sequence[str] = (),
         progress: Callable[[int], None] | None = None,
     ) -> BatchReport:
@@ -218,6 +222,8 @@ class Pipeline:
         self, progress_factory: Callable[[int], Callable[[int], None]] | None = None
     ) -> BuildReport:
         """Scan every root, ingest what changed, render what became dirty."""
+        if not self._known_files():
+            return self._first_build(progress_factory)
         scan = self.scan()
         changed = [s.path for s in scan.changed]
         gone, unchanged, seen = scan.gone, scan.unchanged, scan.seen
@@ -232,6 +238,19 @@ class Pipeline:
         batch.seen += unchanged
         self._after_full_scan()
         return BuildReport(batch=batch, render=self.render(), scanned=seen)
+
+    def _first_build(
+        self, progress_factory: Callable[[int], Callable[[int], None]] | None
+    ) -> BuildReport:
+        """Nothing known yet: every file is new, none is gone, so files are ingested as the walk
+        lists them (memory stays flat however large the archive; a progress bar costs one more
+        walk, stat only, to count them)."""
+        roots, follow = self.config.articles, self.config.input.follow_symlinks
+        total = sum(1 for _ in every_path(roots, self.accept, follow)) if progress_factory else 0
+        progress = progress_factory(total) if progress_factory else None
+        batch = self.ingest(every_path(roots, self.accept, follow), (), progress)
+        self._after_full_scan()
+        return BuildReport(batch=batch, render=self.render(), scanned=batch.seen)
 
     def _guarded_ingest(
         self, changed: list[str], gone: Sequence[str], progress: Callable[[int], None] | None

@@ -116,6 +116,17 @@ def scan_changes(
     return _diff(_stamps(roots, accept, follow_symlinks), known, reread)
 
 
+def every_path(
+    roots: Sequence[Path], accept: Callable[[str], bool], follow_symlinks: bool
+) -> Iterator[str]:
+    """Every accepted file, in the order ``scan_changes`` lists changed ones, as the walk finds
+    them: a first build streams this instead of holding a list of the whole archive."""
+    for stamps in _stamps(roots, accept, follow_symlinks):
+        listed = [stamp for stamp in stamps if stamp[1] != UNLISTED]
+        for path, _, _ in sorted(listed, reverse=True):
+            yield path
+
+
 def _stamps(
     roots: Sequence[Path], accept: Callable[[str], bool], follow: bool
 ) -> Iterator[list[Stamp]]:

@@ -505,11 +505,32 @@ def test_a_unit_separator_in_a_file_name_is_listed_as_one_path(tmp_path: Path) -
 # --- files that change under the build ----------------------------------------------------------
 
 
+def test_a_file_vanishing_during_a_first_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first build reads files as the walk lists them; one may still vanish in between."""
+    config = hostile_config(tmp_path)
+    good = write_good(tmp_path / "articles")
+    doomed = write(tmp_path / "articles" / "doomed.md", post("将要消失"))
+    real_paths = feeds_pipeline.every_path
+
+    def list_then_delete(*args: Any, **kwargs: Any) -> Iterator[str]:
+        listed = list(real_paths(*args, **kwargs))
+        doomed.unlink(missing_ok=True)
+        yield from listed
+
+    monkeypatch.setattr(feeds_pipeline, "every_path", list_then_delete)
+    report = build(config)
+    assert report.batch.rejected == [(str(doomed), "file vanished before it could be read")]
+    assert_good_intact(config, good)
+
+
 def test_a_file_vanishing_between_listing_and_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = hostile_config(tmp_path)
     good = write_good(tmp_path / "articles")
+    build(config)  # a known archive: the next build scans, then reads
     doomed = write(tmp_path / "articles" / "doomed.md", post("将要消失"))
     real_scan = feeds_pipeline.scan_changes
 
