@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import select
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -71,11 +73,30 @@ def _stamp_of(path: str) -> FileStamp:
 _worker: tuple[NormalizeRules, int, TopicMatcher, bool] | None = None
 
 
-def _init_worker(config: Config) -> None:
+def _init_worker(config: Config, parent: int) -> None:
     global _worker
+    _exit_with(parent)
     rules = NormalizeRules.from_config(config)
     topics = TopicMatcher(config.topics)
     _worker = (rules, config.input.max_file_bytes, topics, config.dedupe.near)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the process that started the pool ends, even by SIGKILL (OOM):
+    workers are the forkserver's children, so nothing else would stop them. A thread blocks on a
+    pidfd of the parent (no polling); where pidfds are missing (not Linux 5.3+), nothing."""
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:  # gone already
+        os._exit(1)
+    except (AttributeError, OSError):
+        return
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="feeds-parent-watch", daemon=True).start()
 
 
 def _process_in_worker(path: str) -> Processed:
@@ -192,7 +213,7 @@ class Pipeline:
             max_workers=self.workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.config,),
+            initargs=(self.config, os.getpid()),
         )
 
     def ingest(

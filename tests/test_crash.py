@@ -163,3 +163,53 @@ timeout_seconds = 2
     resent = len(receiver.accepted) - len(by_id)
     print(f"{len(by_id)} alerts, {resent} resent with the same webhook-id after a kill")
     assert time.monotonic() - started < 150
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc: parent links)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":  # a zombie has ended; it only waits to be reaped
+            children[int(fields[1])].append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_pool_workers_end_when_the_build_is_killed(tmp_path: Path) -> None:
+    """An OOM kill of a big build must not leave its parser processes running for ever."""
+    articles = tmp_path / "articles"
+    rng = random.Random(7)
+    for index in range(3000):
+        write(articles / f"{index:05d}.md", post(rng, f"第{index}号快讯", alerting=False))
+    config = tmp_path / "feeds.toml"
+    config.write_text(
+        f'articles = ["{articles}"]\noutput = "{tmp_path / "out"}"\n'
+        f'state = "{tmp_path / "state.db"}"\n',
+        "utf-8",
+    )
+    build = subprocess.Popen(
+        [sys.executable, "-m", "feeds", "build", "--config", str(config), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # the forkserver and two workers (and multiprocessing's resource tracker)
+        started = wait_for(lambda: len(descendants(build.pid)) >= 3 and descendants(build.pid))
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        wait_for(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in started),
+            timeout=15,
+            what=f"the build's helper processes {sorted(started)} to end",
+        )
+    finally:
+        build.kill()
