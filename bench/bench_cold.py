@@ -20,15 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import (
-    DEFAULT_WORKDIR,
     PYTHON,
     ROOT,
     Run,
+    add_corpus_arguments,
     add_dedupe_argument,
     check,
     clear,
     config_extra,
     corpus,
+    corpus_options,
     machine,
     mb,
     median,
@@ -73,18 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers", default="default,1", help="comma list: 'default' (CPUs) and/or numbers"
     )
     parser.add_argument("--hugo", action="store_true", help="also build the corpus with hugo")
-    parser.add_argument("--dup-rate", type=float, default=0.1)
-    parser.add_argument("--topic-rate", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--keep", action="store_true", help="keep corpus and outputs")
+    add_corpus_arguments(parser, keep_help="keep corpus and outputs")
     add_dedupe_argument(parser)
     args = parser.parse_args(argv)
     extra = config_extra(args)
     hugo = shutil.which("hugo")
     if args.hugo and hugo is None:
         parser.error("--hugo: hugo is not installed (apt-get install -y hugo)")
-    opts = {"seed": args.seed, "dup_rate": args.dup_rate, "topic_rate": args.topic_rate}
+    opts = corpus_options(args)
     articles = corpus(args.workdir, args.n, **opts)
     run_dir = args.workdir / f"cold-n{args.n}"
     settings = [w.strip() for w in args.workers.split(",") if w.strip()]

@@ -36,15 +36,16 @@ from pathlib import Path
 import httpx
 
 from bench.common import (
-    DEFAULT_WORKDIR,
     TOPICS,
     Service,
+    add_corpus_arguments,
     add_dedupe_argument,
-    archive_dir,
     built_archive,
     clear,
     config_extra,
     corpus,
+    corpus_options,
+    drop_corpus,
     machine,
     metric,
     percentile,
@@ -170,11 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--configs", default="default,fast", help="comma list: default,fast")
     parser.add_argument("--poll-ms", type=float, default=2.0, help="pause between poll rounds")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between two articles")
-    parser.add_argument("--dup-rate", type=float, default=0.1)
-    parser.add_argument("--topic-rate", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--keep", action="store_true", help="keep the corpus")
+    add_corpus_arguments(parser, keep_help="keep the corpus")
     add_dedupe_argument(parser)
     args = parser.parse_args(argv)
     extra = config_extra(args)
@@ -182,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(names) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown configs {sorted(unknown)}; choose from {sorted(CONFIGS)}")
-    opts = {"seed": args.seed, "dup_rate": args.dup_rate, "topic_rate": args.topic_rate}
+    opts = corpus_options(args)
     articles = corpus(args.workdir, args.n, **opts)
     run_dir = args.workdir / f"incremental-n{args.n}"
     clear(run_dir)
@@ -234,8 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary(name, args.n, results[name]))
     print(reproduce("bench.bench_incremental", sys.argv[1:] if argv is None else argv))
     clear(run_dir)
-    if not args.keep:
-        clear(articles, archive_dir(args.workdir, articles, extra))
+    drop_corpus(args, articles, extra)
     return 0
 
 

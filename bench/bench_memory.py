@@ -14,19 +14,19 @@ import argparse
 import itertools
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from bench.bench_cold import feeds_command
 from bench.common import (
-    DEFAULT_WORKDIR,
     ROOT,
     Run,
+    add_corpus_arguments,
     add_dedupe_argument,
     archive_dir,
     check,
     clear,
     config_extra,
     corpus,
+    corpus_options,
     machine,
     mb,
     median,
@@ -41,18 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="300,1000", help="comma list of N (default 300,1000)")
     parser.add_argument("--runs", type=int, default=1, help="runs per size (default 1)")
     parser.add_argument("--workers", default="default", help="'default' (CPUs) or a number")
-    parser.add_argument("--dup-rate", type=float, default=0.1)
-    parser.add_argument("--topic-rate", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the corpora and their last builds (reused)"
-    )
+    add_corpus_arguments(parser, keep_help="keep the corpora and their last builds (reused)")
     add_dedupe_argument(parser)
     args = parser.parse_args(argv)
     extra = config_extra(args)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
-    opts = {"seed": args.seed, "dup_rate": args.dup_rate, "topic_rate": args.topic_rate}
+    opts = corpus_options(args)
     rows: list[tuple[int, float, Run]] = []
     print(f"# machine: {machine()}", flush=True)
     for n in sizes:

@@ -19,16 +19,16 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from bench.common import (
-    DEFAULT_WORKDIR,
+    add_corpus_arguments,
     add_dedupe_argument,
-    archive_dir,
     built_archive,
     clear,
     config_extra,
     corpus,
+    corpus_options,
+    drop_corpus,
     machine,
     median,
     reproduce,
@@ -44,15 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=300, help="archive size (default 300)")
     parser.add_argument("--runs", type=int, default=5, help="timed scans (default 5)")
-    parser.add_argument("--dup-rate", type=float, default=0.1)
-    parser.add_argument("--topic-rate", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--keep", action="store_true", help="keep the corpus")
+    add_corpus_arguments(parser, keep_help="keep the corpus")
     add_dedupe_argument(parser)
     args = parser.parse_args(argv)
     extra = config_extra(args)
-    opts = {"seed": args.seed, "dup_rate": args.dup_rate, "topic_rate": args.topic_rate}
+    opts = corpus_options(args)
     articles = corpus(args.workdir, args.n, **opts)
     run_dir = args.workdir / f"rescan-n{args.n}"
     clear(run_dir)
@@ -103,8 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(reproduce("bench.bench_rescan", sys.argv[1:] if argv is None else argv))
     clear(run_dir)
-    if not args.keep:
-        clear(articles, archive_dir(args.workdir, articles, extra))
+    drop_corpus(args, articles, extra)
     return 0
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -136,6 +137,26 @@ def write_config(
         "utf-8",
     )
     return path
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser, *, keep_help: str) -> None:
+    """The options every benchmark on a generated corpus takes: what to generate, and where."""
+    parser.add_argument("--dup-rate", type=float, default=0.1)
+    parser.add_argument("--topic-rate", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--keep", action="store_true", help=keep_help)
+
+
+def corpus_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``add_corpus_arguments``' options as ``corpus``/``write_site`` keyword arguments."""
+    return {"seed": args.seed, "dup_rate": args.dup_rate, "topic_rate": args.topic_rate}
+
+
+def drop_corpus(args: argparse.Namespace, articles: Path, extra: str) -> None:
+    """Unless ``--keep``: the corpus and its built archive go (a later run regenerates them)."""
+    if not args.keep:
+        clear(articles, archive_dir(args.workdir, articles, extra))
 
 
 def add_dedupe_argument(parser: argparse.ArgumentParser) -> None:

@@ -36,14 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEFAULT_WORKDIR,
     ROOT,
+    add_corpus_arguments,
     add_dedupe_argument,
-    archive_dir,
     built_archive,
     clear,
     config_extra,
     corpus,
+    corpus_options,
+    drop_corpus,
     machine,
     reproduce,
     write_config,
@@ -222,18 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="update: new articles")
     parser.add_argument("--profiler", choices=["auto", "pyinstrument", "cprofile"], default="auto")
     parser.add_argument("--top", type=int, default=20)
-    parser.add_argument("--dup-rate", type=float, default=0.1)
-    parser.add_argument("--topic-rate", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--keep", action="store_true", help="keep the corpus")
+    add_corpus_arguments(parser, keep_help="keep the corpus")
     add_dedupe_argument(parser)
     args = parser.parse_args(argv)
     extra = config_extra(args)
     kind = args.profiler
     if kind == "auto":
         kind = "pyinstrument" if importlib.util.find_spec("pyinstrument") else "cprofile"
-    opts = {"seed": args.seed, "dup_rate": args.dup_rate, "topic_rate": args.topic_rate}
+    opts = corpus_options(args)
     articles = corpus(args.workdir, args.n, **opts)
     run_dir = args.workdir / f"profile-{args.scenario}-n{args.n}"
     clear(run_dir)
@@ -310,8 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path.unlink()
     print(reproduce("bench.profile_hotspots", sys.argv[1:] if argv is None else argv))
     clear(run_dir)
-    if not args.keep:
-        clear(articles, archive_dir(args.workdir, articles, extra))
+    drop_corpus(args, articles, extra)
     return 0
 
 

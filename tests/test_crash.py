@@ -25,6 +25,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from bench.common import descendants
 from tests.alert_helpers import Receiver, Reply
 from tests.conftest import write
 from tests.service_process import ServiceProcess, wait_for, write_config
@@ -165,23 +166,8 @@ timeout_seconds = 2
     assert time.monotonic() - started < 150
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc: parent links)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":  # a zombie has ended; it only waits to be reaped
-            children[int(fields[1])].append(int(stat.parent.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
+def helpers_of(pid: int) -> set[int]:
+    return set(descendants(pid)) - {pid}
 
 
 def test_pool_workers_end_when_the_build_is_killed(tmp_path: Path) -> None:
@@ -203,7 +189,7 @@ def test_pool_workers_end_when_the_build_is_killed(tmp_path: Path) -> None:
     )
     try:
         # the forkserver and two workers (and multiprocessing's resource tracker)
-        started = wait_for(lambda: len(descendants(build.pid)) >= 3 and descendants(build.pid))
+        started = wait_for(lambda: len(helpers := helpers_of(build.pid)) >= 3 and helpers)
         build.send_signal(signal.SIGKILL)
         build.wait()
         wait_for(
