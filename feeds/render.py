@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import html
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 from xml.etree import ElementTree as ET
 
@@ -40,7 +39,7 @@ MEDIA_TYPES: Final = {"rss": "application/rss+xml", "atom": "application/atom+xm
 KIND_ORDER: Final[tuple[FeedKind, ...]] = ("all", "source", "topic")
 KIND_LABELS: Final[dict[FeedKind, str]] = {"all": "全部", "source": "来源", "topic": "主题"}
 
-ENTRY_CACHE_SIZE: Final = 2048  # serialized entries (~10 KB each): 50 of 20 feeds, both formats
+ENTRY_CACHE_SIZE: Final = 1024  # serialized entries (~10 KB each) per format: 50 of 20 feeds
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -122,30 +121,6 @@ def _base_generator(meta: FeedMeta, site: Site, fmt: str) -> Any:
 # --- entries, serialized once ---------------------------------------------------------------
 
 
-class _EntryCache:
-    """Serialized entries by (format, item), least recently used dropped first."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[str, FeedItem], bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, fmt: str, item: FeedItem, make: Callable[[FeedItem], bytes]) -> bytes:
-        key = (fmt, item)
-        with self._lock:
-            data = self._entries.get(key)
-            if data is not None:
-                self._entries.move_to_end(key)
-                return data
-        data = make(item)
-        with self._lock:
-            self._entries[key] = data
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        return data
-
-
-_ENTRIES = _EntryCache(ENTRY_CACHE_SIZE)
 # Entries are cut from a document of this feed; only its namespace declarations matter.
 _SCRATCH_META: Final = FeedMeta(FeedKey("all"), GENERATOR, GENERATOR)
 _SCRATCH_SITE: Final = Site("http://localhost/", GENERATOR, GENERATOR)
@@ -175,7 +150,7 @@ def render_rss(meta: FeedMeta, items: Sequence[FeedItem], site: Site) -> bytes:
     if changed is None:
         # feedgen always writes lastBuildDate (default: now); an empty feed must not carry one.
         return _drop_channel_child(data, "lastBuildDate")
-    entries = (_ENTRIES.get("rss", item, _rss_item_bytes) for item in ordered)
+    entries = (_rss_item_bytes(item) for item in ordered)
     return _splice(data, b"  </channel>\n", entries)
 
 
@@ -190,6 +165,7 @@ def _rss_generator(meta: FeedMeta, site: Site, changed: datetime | None) -> Any:
     return fg
 
 
+@lru_cache(maxsize=ENTRY_CACHE_SIZE)  # serialized once per item, then spliced
 def _rss_item_bytes(item: FeedItem) -> bytes:
     fg = _rss_generator(_SCRATCH_META, _SCRATCH_SITE, _utc(item.published))
     _add_rss_item(fg, item)
@@ -241,7 +217,7 @@ def render_atom(meta: FeedMeta, items: Sequence[FeedItem], site: Site) -> bytes:
     """Atom 1.0; the feed id is its own URL, entry ids are ``item_guid`` URNs."""
     ordered = _ordered(items)
     data: bytes = _atom_generator(meta, site, _last_change(ordered) or EPOCH).atom_str(pretty=True)
-    entries = (_ENTRIES.get("atom", item, _atom_entry_bytes) for item in ordered)
+    entries = (_atom_entry_bytes(item) for item in ordered)
     return _splice(data, b"</feed>\n", entries)
 
 
@@ -255,6 +231,7 @@ def _atom_generator(meta: FeedMeta, site: Site, updated: datetime) -> Any:
     return fg
 
 
+@lru_cache(maxsize=ENTRY_CACHE_SIZE)
 def _atom_entry_bytes(item: FeedItem) -> bytes:
     fg = _atom_generator(_SCRATCH_META, _SCRATCH_SITE, _utc(item.updated))
     _add_atom_entry(fg, item)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -276,9 +276,12 @@ WALK_ADVANTAGE = 4  # a row walked in date order costs about a quarter of a row 
 DECODED_ITEMS = 1024  # feed items kept decoded: 50 each of 20 feeds
 
 
+@lru_cache(maxsize=DECODED_ITEMS)
 def _feed_item(
     item_id: str, updated: int, published: int, blob: bytes, sources: _Sources
 ) -> FeedItem:
+    """The item decoded from these exact values once, then reused (the renderer keys its
+    serialized entries by item, so the same object also makes those lookups cheap)."""
     article = decode_article(blob)
     return FeedItem(
         id=item_id,
@@ -358,7 +361,6 @@ class SQLiteStore(OutboxMixin):
         self._depth = 0  # open transaction() levels (savepoints beyond the first)
         self._index: dict[str, tuple[int, int]] | None = None  # see live_file_index
         self._index_version = 0
-        self._decoded: OrderedDict[tuple[str, int, int, bytes, _Sources], FeedItem] = OrderedDict()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -870,26 +872,10 @@ class SQLiteStore(OutboxMixin):
         ):
             sources.setdefault(str(item_id), []).append((str(slug), str(name)))
         return [
-            self._cached_feed_item(str(i), u, p, blobs[path], tuple(sources.get(str(i), ())))
+            _feed_item(str(i), u, p, blobs[path], tuple(sources.get(str(i), ())))
             for i, u, p, path in picks
             if path in blobs
         ]
-
-    def _cached_feed_item(
-        self, item_id: str, updated: int, published: int, blob: bytes, sources: _Sources
-    ) -> FeedItem:
-        """The item decoded from these exact values once, then reused (the renderer keys its
-        serialized entries by item, so the same object also makes those lookups cheap)."""
-        key = (item_id, updated, published, blob, sources)
-        with self._lock:
-            found = self._decoded.get(key)
-            if found is None:
-                found = self._decoded[key] = _feed_item(item_id, updated, published, blob, sources)
-                if len(self._decoded) > DECODED_ITEMS:
-                    self._decoded.popitem(last=False)
-            else:
-                self._decoded.move_to_end(key)
-            return found
 
     # -- listings --------------------------------------------------------------------------
 
