@@ -121,10 +121,7 @@ def every_path(
 ) -> Iterator[str]:
     """Every accepted file, in the order ``scan_changes`` lists changed ones, as the walk finds
     them: a first build streams this instead of holding a list of the whole archive."""
-    for stamps in _stamps(roots, accept, follow_symlinks):
-        listed = [stamp for stamp in stamps if stamp[1] != UNLISTED]
-        for path, _, _ in sorted(listed, reverse=True):
-            yield path
+    return (stamp.path for stamp in walk(roots, accept, follow_symlinks) if stamp.size != UNLISTED)
 
 
 def _stamps(

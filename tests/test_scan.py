@@ -16,6 +16,7 @@ from feeds.scan import (
     EDITOR_LEFTOVERS,
     UNLISTED,
     diff,
+    every_path,
     make_filter,
     scan_changes,
     walk,
@@ -212,3 +213,20 @@ def test_scan_changes_is_walk_then_diff(tmp_path: Path, reread: bool, follow: bo
     expected = diff(walk(roots, accept, follow), known, reread=reread)
     assert scan_changes(roots, accept, follow, known, reread=reread) == expected
     assert expected.gone == (str(root / "deleted.md"),)
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_first_build_reads_in_the_order_a_scan_lists_changes(
+    tmp_path: Path, follow: bool
+) -> None:
+    """A first build streams ``every_path``; a later one ingests ``scan_changes``' list: the
+    same order, or the same archive would get different representatives (and bytes)."""
+    root = tmp_path / "root"
+    for name in ["sub/new.md", "sub/a.md", "b.md", "c.html", "a.md", "sub/deep/z.md", "y/1.md"]:
+        touch(root / name)
+    os.symlink(tmp_path / "nowhere.md", root / "dangling.md")
+    roots = [root, tmp_path / "missing"]  # a missing root: a marker, not a path
+    accept = make_filter(InputConfig())
+    listed = [s.path for s in scan_changes(roots, accept, follow, {}).changed]
+    assert list(every_path(roots, accept, follow)) == listed
+    assert len(listed) == 7 + follow  # the dangling link is read (and reported) when followed
