@@ -186,8 +186,9 @@ class Pipeline:
     def _known_files(self) -> Mapping[str, tuple[int, int]]:
         return self.store.live_file_index() if self.keep_file_index else self.store.file_index()
 
-    def scan(self) -> ScanDiff:
-        known = self._known_files()
+    def scan(self, known: Mapping[str, tuple[int, int]] | None = None) -> ScanDiff:
+        """What changed on disk against ``known`` (default: the store's file index)."""
+        known = self._known_files() if known is None else known
         roots, follow = self.config.articles, self.config.input.follow_symlinks
         return scan_changes(roots, self.accept, follow, known, reread=self.forced)
 
@@ -243,9 +244,11 @@ class Pipeline:
         self, progress_factory: Callable[[int], Callable[[int], None]] | None = None
     ) -> BuildReport:
         """Scan every root, ingest what changed, render what became dirty."""
-        if not self._known_files():
+        known = self._known_files()
+        if not known:
             return self._first_build(progress_factory)
-        scan = self.scan()
+        scan = self.scan(known)
+        del known  # not needed during the ingest (≈ 25 MB at 100,000 files)
         changed = [s.path for s in scan.changed]
         gone, unchanged, seen = scan.gone, scan.unchanged, scan.seen
         del scan  # its stamps: ~120 bytes a file, 12 MB for a first build of 100,000
