@@ -76,18 +76,24 @@ def write(path: Path, text: str | bytes, mtime: float | None = None) -> Path:
     return path
 
 
+def config_at(root: Path, **overrides: Any) -> Config:
+    """A test config: articles, output and state below ``root``, the test topics, no webhooks
+    (top-level keys in ``overrides`` replace these)."""
+    data: dict[str, Any] = {
+        "articles": [str(root / "articles")],
+        "output": str(root / "output"),
+        "state": str(root / "state" / "feeds.db"),
+        "base_url": "https://feeds.example.org/",
+        "topics": TOPICS,
+    }
+    data.update(overrides)
+    return load_config(None, data, environ={})
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Config]:
     def factory(**overrides: Any) -> Config:
-        data: dict[str, Any] = {
-            "articles": [str(tmp_path / "articles")],
-            "output": str(tmp_path / "output"),
-            "state": str(tmp_path / "state" / "feeds.db"),
-            "base_url": "https://feeds.example.org/",
-            "topics": TOPICS,
-        }
-        data.update(overrides)
-        return load_config(None, data, environ={})
+        return config_at(tmp_path, **overrides)
 
     (tmp_path / "articles").mkdir(exist_ok=True)
     return factory

@@ -31,13 +31,13 @@ import feedparser
 import pytest
 
 import feeds.pipeline as feeds_pipeline
-from feeds.config import Config, load_config
+from feeds.config import Config
 from feeds.errors import OutputError, StoreError
 from feeds.normalize import LIST_MAX_ITEMS, NAME_MAX_CHARS, TITLE_MAX_CHARS
 from feeds.pipeline import Pipeline
 from feeds.store import open_store
 from feeds.text import xml_safe
-from tests.conftest import ROOT, TOPICS, build, hexo_post, jekyll_post, write
+from tests.conftest import ROOT, build, config_at, hexo_post, jekyll_post, write
 
 MAX_BYTES = 1_000_000
 IS_ROOT = os.geteuid() == 0
@@ -58,18 +58,9 @@ def post(title: str, *, extra: str = "", body: str | None = None) -> str:
 
 
 def hostile_config(tmp: Path, **overrides: Any) -> Config:
-    data: dict[str, Any] = {
-        "articles": [str(tmp / "articles")],
-        "output": str(tmp / "output"),
-        "state": str(tmp / "state" / "feeds.db"),
-        "base_url": "https://feeds.example.org/",
-        "topics": TOPICS,
-        "input": {"max_file_bytes": MAX_BYTES},
-        "feed": {"limit": 1000},
-    }
-    data.update(overrides)
     (tmp / "articles").mkdir(parents=True, exist_ok=True)
-    return load_config(None, data, environ={})
+    limits = {"input": {"max_file_bytes": MAX_BYTES}, "feed": {"limit": 1000}}
+    return config_at(tmp, **{**limits, **overrides})
 
 
 # --- the good files every build carries ---------------------------------------------------------

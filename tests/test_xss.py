@@ -28,11 +28,11 @@ from lxml import html as lxml_html
 from feeds.alert_messages import format_message
 from feeds.alert_payload import alert_from_payload
 from feeds.alerts import AlertPlanner
-from feeds.config import Config, load_config
+from feeds.config import Config
 from feeds.pipeline import Pipeline
 from feeds.render import _STYLE
 from feeds.store import open_store
-from tests.conftest import TOPICS, write
+from tests.conftest import TOPICS, config_at, write
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -133,19 +133,14 @@ def sentence(n: int) -> str:
 
 
 def config_for(tmp_path: Path) -> Config:
-    data: dict[str, Any] = {
-        "articles": [str(tmp_path / "articles")],
-        "output": str(tmp_path / "output"),
-        "state": str(tmp_path / "state" / "feeds.db"),
-        "base_url": "https://feeds.example.org/",
-        "topics": TOPICS,
-        "feed": {"limit": 1000},
-        "alert_on_backfill": True,
-        "webhooks": [
+    return config_at(
+        tmp_path,
+        feed={"limit": 1000},
+        alert_on_backfill=True,
+        webhooks=[
             {"name": "desk", "url": "https://hooks.example.invalid/x", "keywords": ["北交所"]}
         ],
-    }
-    return load_config(None, data, environ={})
+    )
 
 
 def hostile_posts(articles: Path) -> None:
