@@ -20,8 +20,6 @@ import json
 import logging
 import random
 import re
-import threading
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -288,8 +286,9 @@ def send_test(
 
 
 class Deliverer:
-    """Drains due alerts. Keep one per process: it remembers each target's recent requests
-    (the per-minute budget). ``now`` and ``draw`` (a uniform [0, 1) source) are injectable."""
+    """Drains due alerts. Each target's per-minute budget is kept in the state database, so a
+    restart, or ``feeds alerts deliver`` run beside the service, cannot exceed it. ``now`` and
+    ``draw`` (a uniform [0, 1) source) are injectable."""
 
     def __init__(
         self,
@@ -310,8 +309,6 @@ class Deliverer:
         self.environ = environ
         self.on_result = on_result
         self.webhooks = {webhook.name: webhook for webhook in config.webhooks}
-        self._recent: dict[str, deque[datetime]] = defaultdict(deque)
-        self._recent_lock = threading.Lock()
         self._pruned: datetime | None = None
 
     def deliver_due(self) -> DeliveryReport:
@@ -354,23 +351,14 @@ class Deliverer:
         now = self.now()
         if not rows or rows[0].next_attempt > now:
             return []
-        budget = self._budget(webhook, now)
+        budget = self.store.requests_left(webhook.name, now, RATE_WINDOW, webhook.rate_per_minute)
         if budget <= 0:
             return []
         batch = rows[:1] if len(rows) <= budget else rows[:DIGEST_MAX]
         lease = now + timedelta(seconds=webhook.timeout_seconds) + LEASE_MARGIN
-        return batch if self.store.claim_alerts([r.id for r in batch], now, lease) else []
-
-    def _budget(self, webhook: WebhookConfig, now: datetime) -> int:
-        with self._recent_lock:
-            recent = self._recent[webhook.name]
-            while recent and recent[0] <= now - RATE_WINDOW:
-                recent.popleft()
-            return webhook.rate_per_minute - len(recent)
-
-    def _spend(self, webhook: WebhookConfig, now: datetime) -> None:
-        with self._recent_lock:
-            self._recent[webhook.name].append(now)
+        ids = [r.id for r in batch]
+        spend = (RATE_WINDOW, webhook.rate_per_minute)
+        return batch if self.store.claim_for_request(webhook.name, ids, now, lease, spend) else []
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -387,7 +375,6 @@ class Deliverer:
         else:
             message_id = digest_id([alert.id for alert in alerts])
             message = format_digest(webhook.format, alerts, self.config.zone, now)
-        self._spend(webhook, now)
         return post(self.client, webhook, message_id, message, now, self.environ)
 
     def _with_current_sources(self, alert: Alert) -> Alert:

@@ -17,7 +17,7 @@ DELIVERY_INTERVAL_SECONDS = 5
 
 
 class AlertHooks:
-    """One Deliverer and one HTTP client for the service's life (the rate budget is in memory)."""
+    """One Deliverer and one HTTP client for the service's life."""
 
     def __init__(self, config: Config, store: Store, deliveries: Counter) -> None:
         self.store = store

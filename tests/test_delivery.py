@@ -473,6 +473,68 @@ def test_over_budget_waits_for_the_window_instead_of_flooding(
     assert all(row.status == "delivered" for row in all_rows(store))
 
 
+def test_the_budget_outlives_a_restart(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+) -> None:
+    receiver = receivers("json", WHSEC, clock)
+    config, store = setup(make_config, stores, receiver, rate_per_minute=2)
+    queue_alerts(store, "desk", ["北交所一", "北交所二"], clock())
+    Deliverer(config, store, client, now=clock).deliver_due()
+    store.close()  # the service stops and starts again 10 s later
+    clock.advance(10)
+    store = stores(config)
+    queue_alerts(store, "desk", ["北交所三"], clock())
+    Deliverer(config, store, client, now=clock).deliver_due()
+    assert len(receiver.received) == 2, "a restart must not refill the minute's budget"
+    clock.advance(51)
+    Deliverer(config, store, client, now=clock).deliver_due()
+    assert len(receiver.received) == 3
+
+
+def test_two_processes_share_one_budget(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+) -> None:
+    """The service and a cron ``feeds alerts deliver`` each open the state database."""
+    receiver = receivers("json", WHSEC, clock)
+    config, service_store = setup(make_config, stores, receiver, rate_per_minute=3)
+    cron_store = stores(config)
+    service = Deliverer(config, service_store, client, now=clock)
+    cron = Deliverer(config, cron_store, client, now=clock)
+    for n in range(6):
+        queue_alerts(service_store, "desk", [f"北交所快讯{n}"], clock())
+        (service if n % 2 else cron).deliver_due()
+        clock.advance(1)
+    assert len(receiver.received) == 3
+    assert service_store.requests_left("desk", clock(), timedelta(minutes=1), 3) == 0
+
+
+def test_old_requests_are_forgotten(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+) -> None:
+    receiver = receivers("json", WHSEC, clock)
+    config, store = setup(make_config, stores, receiver, rate_per_minute=5)
+    deliverer = Deliverer(config, store, client, now=clock)
+    for n in range(4):
+        queue_alerts(store, "desk", [f"北交所{n}"], clock())
+        deliverer.deliver_due()
+        clock.advance(61)
+    assert len(receiver.received) == 4
+    rows = store._all("SELECT count(*) FROM alert_requests")  # the log holds one minute only
+    assert rows[0][0] == 1
+
+
 # --- crashes ----------------------------------------------------------------------------------
 
 CHILD = r"""

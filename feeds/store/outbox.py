@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 AlertStatus = Literal["pending", "delivered", "dead"]
@@ -157,6 +157,41 @@ class OutboxMixin:
             self._run(
                 f"UPDATE alert_outbox SET lease_until = ? WHERE id IN ({_marks(ids)})",
                 (_ts_up(until), *ids),
+            )
+        return True
+
+    def requests_left(self, webhook: str, now: datetime, window: timedelta, limit: int) -> int:
+        """How many of ``limit`` requests per ``window`` the webhook has left at ``now``."""
+        row = self._one(
+            "SELECT count(*) FROM alert_requests WHERE webhook = ? AND sent_at > ?",
+            (webhook, (now - window).timestamp()),
+        )
+        return limit - (int(row[0]) if row else 0)
+
+    def claim_for_request(
+        self,
+        webhook: str,
+        ids: Sequence[int],
+        now: datetime,
+        until: datetime,
+        budget: tuple[timedelta, int],
+    ) -> bool:
+        """``claim_alerts`` and spend one request of the webhook's ``budget`` (``limit``
+        requests per ``window``), both or neither: False when the budget is spent (by any
+        process using this database, before or since a restart) or a row is taken."""
+        window, limit = budget
+        with self.transaction():
+            self._run(
+                "DELETE FROM alert_requests WHERE webhook = ? AND sent_at <= ?",
+                (webhook, (now - window).timestamp()),
+            )
+            if self.requests_left(webhook, now, window, limit) <= 0:
+                return False
+            if not self.claim_alerts(ids, now, until):
+                return False
+            self._run(
+                "INSERT INTO alert_requests (webhook, sent_at) VALUES (?, ?)",
+                (webhook, now.timestamp()),
             )
         return True
 

@@ -212,6 +212,12 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO feed_sizes (name, items) {_COUNTED_SIZES};
     {_FEED_SIZE_TRIGGERS}
     """,
+    # 7: requests sent to each webhook in the last minute (the per-target rate budget), shared
+    # by every process using this database and kept across restarts
+    """
+    CREATE TABLE alert_requests (webhook TEXT NOT NULL, sent_at REAL NOT NULL);
+    CREATE INDEX alert_requests_by_webhook ON alert_requests (webhook, sent_at);
+    """,
 )
 
 
