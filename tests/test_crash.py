@@ -163,7 +163,6 @@ timeout_seconds = 2
     assert sorted(alerted_titles) == sorted(t for t, alerts in titles.items() if alerts)
     resent = len(receiver.accepted) - len(by_id)
     print(f"{len(by_id)} alerts, {resent} resent with the same webhook-id after a kill")
-    assert time.monotonic() - started < 150
 
 
 def helpers_of(pid: int) -> set[int]:
