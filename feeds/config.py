@@ -147,6 +147,8 @@ class ServiceConfig(_Strict):
     retention_days: int = Field(default=0, ge=0)  # 0 keeps items forever
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /healthz turns "degraded" after this long without a new item (0: never)
+    quiet_after_hours: float = Field(default=0, ge=0)
 
 
 WebhookFormat = Literal["json", "wecom", "dingtalk", "feishu", "slack"]

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -21,6 +21,8 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from feeds.config import Config, ConfigError
 from feeds.errors import FeedsError
@@ -61,6 +63,11 @@ class Metrics:
         self.deliveries = Counter(
             "feeds_alert_deliveries", "Webhook delivery attempts", ["result"], registry=r
         )
+        self.newest_item = Gauge(
+            "feeds_newest_item_timestamp_seconds",
+            "When the newest item was first seen (Unix time)",
+            registry=r,
+        )
 
     def record(self, batch: BatchReport, render: RenderReport) -> None:
         self.files_seen.inc(batch.seen)
@@ -71,11 +78,30 @@ class Metrics:
         self.feeds_written.inc(len(render.written))
 
 
+class SourceFreshness(Collector):
+    """``feeds_source_newest_article_timestamp_seconds{source=…}``, read from the store at
+    each scrape: an outlet whose scraper died stops moving (alert on ``time() - …``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "feeds_source_newest_article_timestamp_seconds",
+            "Publication time of each outlet's newest article (Unix time)",
+            labels=["source"],
+        )
+        for slug, newest in sorted(self.store.newest_article_by_source().items()):
+            family.add_metric([slug], newest.timestamp())
+        yield family
+
+
 @dataclass(slots=True)
 class State:
     last_scan: datetime | None = None
     last_error: str | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    newest_item: datetime | None = None  # when the newest item was first seen
 
 
 class Service:
@@ -86,6 +112,8 @@ class Service:
         self.metrics = Metrics()
         self.state = State()
         self.store: Store = open_store(config.state)
+        self.state.newest_item = self.store.newest_item_seen()
+        self.metrics.registry.register(SourceFreshness(self.store))
         self._lock = threading.Lock()
         self._alerts = _alert_hooks(config, self.store, self.metrics)
         self.pipeline = Pipeline(
@@ -145,6 +173,8 @@ class Service:
         self.metrics.build_seconds.labels(trigger).observe(time.perf_counter() - started)
         if trigger == "rescan":
             self.state.last_scan = datetime.now(UTC)
+        if batch.new:
+            self.state.newest_item = datetime.now(UTC)
         self.state.last_error = None
         if batch.new or batch.updated or batch.removed or render.written:
             log.info(
@@ -172,25 +202,47 @@ class Service:
             self.store.optimize()
 
     def health(self) -> Health:
+        now = datetime.now(UTC)
         stale_after = timedelta(seconds=3 * self.config.service.rescan_seconds + 60)
         last = self.state.last_scan
-        fresh = last is not None and datetime.now(UTC) - last < stale_after
+        fresh = last is not None and now - last < stale_after
         backlog = self._alerts.backlog()
         self.metrics.pending.set(self.watcher.pending)
         self.metrics.backlog.set(backlog)
         count = self.store.count_items()
         self.metrics.items.set(count)
-        detail: dict[str, object] = {"started": self.state.started.isoformat()}
+        newest = self.state.newest_item
+        if newest is not None:
+            self.metrics.newest_item.set(newest.timestamp())
+        detail: dict[str, object] = {
+            "started": self.state.started.isoformat(),
+            "newest_item": newest.isoformat() if newest else None,
+        }
         if self.state.last_error:
             detail["last_error"] = self.state.last_error
+        quiet = self._quiet_for(now)
+        if quiet is not None:
+            detail["quiet"] = (
+                f"no new item for {quiet:.1f} h "
+                f"(service.quiet_after_hours = {self.config.service.quiet_after_hours:g})"
+            )
         return Health(
-            ok=fresh and self.state.last_error is None,
+            ok=fresh and self.state.last_error is None and quiet is None,
             last_scan=last,
             items=count,
             files_pending=self.watcher.pending,
             alert_backlog=backlog,
             detail=detail,
         )
+
+    def _quiet_for(self, now: datetime) -> float | None:
+        """Hours without a new item, when more than ``service.quiet_after_hours`` (the scrapers
+        or the article folder may be gone); None otherwise. Counted from the service's start
+        when there is no item yet."""
+        limit = self.config.service.quiet_after_hours
+        since = self.state.newest_item or self.state.started
+        hours = (now - since).total_seconds() / 3600
+        return hours if limit and hours > limit else None
 
     # -- lifecycle -------------------------------------------------------------------------
 

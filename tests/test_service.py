@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
@@ -185,6 +186,43 @@ def test_health_and_metrics(service: ServiceProcess) -> None:
     assert health["alert_backlog"] == 0
     metrics = service.get("/metrics").text
     assert "feeds_ingest_seconds_bucket" in metrics
+
+
+def test_health_turns_degraded_when_nothing_new_arrives(tmp_path: Path) -> None:
+    """A dead scraper or an unmounted archive shows: no new item for quiet_after_hours."""
+    config = write_config(tmp_path)
+    text = config.read_text("utf-8").replace(
+        "[service]\n", "[service]\nquiet_after_hours = 0.001\n"
+    )
+    config.write_text(text, "utf-8")  # 3.6 s
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE, outlet="证券时报"))
+    service = ServiceProcess(config).wait_ready()
+    try:
+        first = service.health()
+        assert first["status"] == "ok" and first["newest_item"] is not None
+        wait_for(lambda: service.health()["status"] == "degraded", timeout=15, what="degraded")
+        assert "no new item for" in str(service.health()["quiet"])
+        write(
+            tmp_path / "articles" / "b.md",
+            hexo_post("新三板挂牌", OTHER, outlet="证券时报", date="Wed, 15 May 2024 08:00:00 GMT"),
+        )
+        wait_for(lambda: service.health()["status"] == "ok", timeout=15, what="ok again")
+        assert "quiet" not in service.health()
+        metrics = service.get("/metrics").text
+    finally:
+        assert service.stop()[0] == 0
+    assert "feeds_newest_item_timestamp_seconds" in metrics
+    slug = next(p.stem for p in (tmp_path / "output" / "sources").glob("*.rss"))
+    line = next(
+        m for m in metrics.splitlines()
+        if m.startswith(f'feeds_source_newest_article_timestamp_seconds{{source="{slug}"}}')
+    )  # fmt: skip
+    published = datetime.fromtimestamp(float(line.split()[-1]), UTC)
+    assert published == max(stored_published(tmp_path))
+
+
+def stored_published(tmp_path: Path) -> list[datetime]:
+    return [datetime.fromisoformat(str(item["published"])) for item in stored_items(tmp_path)]
 
 
 def test_gzip_body_is_really_gzip(service: ServiceProcess) -> None:

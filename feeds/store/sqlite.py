@@ -909,6 +909,22 @@ class SQLiteStore(OutboxMixin):
                 removed=bool(removed),
             )
 
+    # -- freshness (health and metrics) ----------------------------------------------------
+
+    def newest_item_seen(self) -> datetime | None:
+        """When the newest live item was first seen (None: there is none)."""
+        row = self._one("SELECT max(first_seen) FROM items WHERE removed_at IS NULL")
+        return from_ts(int(row[0])) if row and row[0] is not None else None
+
+    def newest_article_by_source(self) -> dict[str, datetime]:
+        """Each outlet's newest publication time among present files (walks the index of each
+        outlet's files from the newest: a few rows each, not the table)."""
+        rows = self._all(
+            "SELECT s.slug, (SELECT f.published FROM files f WHERE f.source_slug = s.slug "
+            "AND f.present = 1 ORDER BY f.published DESC LIMIT 1) AS newest FROM sources s"
+        )
+        return {str(slug): from_ts(int(newest)) for slug, newest in rows if newest is not None}
+
     # -- rejected files --------------------------------------------------------------------
 
     def record_error(self, path: str, reason: str, size: int, mtime_ns: int, at: datetime) -> bool:
