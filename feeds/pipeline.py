@@ -22,7 +22,7 @@ from feeds.classify import TopicMatcher
 from feeds.config import Config
 from feeds.dedupe import FINGERPRINT_VERSION
 from feeds.errors import ArticleError, IdentityGuardError
-from feeds.ingest import BatchReport, EventSink, Ingestor, Processed, analyze
+from feeds.ingest import BatchReport, EventSink, Ingestor, Parsed, Processed, analyze
 from feeds.model import Article, FileStamp
 from feeds.neardup import ANCHOR_VERSION
 from feeds.normalize import NormalizeRules, normalize
@@ -59,7 +59,7 @@ def prepare(
     stamp, result = process_file(path, rules, max_bytes)
     if isinstance(result, ArticleError):
         return Processed(stamp, result)
-    return Processed(stamp, result, analyze(result, topics, near))
+    return Processed(stamp, Parsed.of(result, analyze(result, topics, near)))
 
 
 def _stamp_of(path: str) -> FileStamp:

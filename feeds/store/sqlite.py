@@ -751,8 +751,12 @@ class SQLiteStore(OutboxMixin):
         )
         return [TopicMatch(*map(str, row)) for row in rows]
 
-    def set_topics(self, item_id: str, matches: Iterable[TopicMatch]) -> None:
-        self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
+    def set_topics(
+        self, item_id: str, matches: Iterable[TopicMatch], *, replace: bool = True
+    ) -> None:
+        """The item's topics; ``replace=False`` when it has none yet (a new item)."""
+        if replace:
+            self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
         with self._lock:
             self._db.executemany(
                 "INSERT INTO item_topics (item_id, topic, rule, word, field) "
