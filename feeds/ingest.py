@@ -179,6 +179,10 @@ class Ingestor:
         self.refresh_unchanged = False
         # Files of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, Parsed] = {}
+        # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
+        self._dirty: set[str] = set()
+        self._sources: dict[str, str] = {}
+        self._errors_possible = True  # False while file_errors is known to be empty
         # Shingles of recently compared files: candidates for the next near-duplicate checks.
         self._texts: _Recent[Identity] = _Recent(TEXT_CACHE)
         self._shingles: _Recent[Shingles] = _Recent(SHINGLE_CACHE)
@@ -187,6 +191,7 @@ class Ingestor:
         report = BatchReport()
         try:
             with self.store.transaction():
+                self._errors_possible = self.store.has_errors()
                 for item in processed:
                     report.seen += 1
                     if isinstance(item.result, ArticleError):
@@ -195,21 +200,27 @@ class Ingestor:
                         self._accept(item.stamp, item.result, report)
                 for path in gone:
                     self._forget(path, report)
+                self.store.save_sources(self._sources)
+                self.store.mark_dirty(self._dirty)
         finally:
             self._fresh.clear()
+            self._dirty.clear()
+            self._sources.clear()
         return report
 
     # -- one file --------------------------------------------------------------------------
 
     def _reject(self, stamp: FileStamp, error: ArticleError, report: BatchReport) -> None:
         report.rejected.append((error.path, error.reason))
+        self._errors_possible = True
         if self.store.record_error(
             error.path, error.reason, stamp.size, stamp.mtime_ns, self.now()
         ):
             log.warning("rejected %s: %s", error.path, error.reason)
 
     def _accept(self, stamp: FileStamp, parsed: Parsed, report: BatchReport) -> None:
-        self.store.clear_error(stamp.path)
+        if self._errors_possible:
+            self.store.clear_error(stamp.path)
         self._fresh[stamp.path] = parsed
         old = self.store.file(stamp.path)
         if old is not None and old.fingerprint == parsed.analysis.identity.fingerprint:
@@ -304,6 +315,7 @@ class Ingestor:
             parsed.source_slug, parsed.source_name, parsed.published, place.near_score,
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
+        self._sources[parsed.source_slug] = parsed.source_name
         self._shingles.pop(stamp.path)  # derived from the content this replaces
         if self.dedupe.near:
             self._texts.put(stamp.path, done.identity)
@@ -349,7 +361,7 @@ class Ingestor:
             if previous is not None and not previous.removed:
                 self.store.remove_item(item_id, self.now())
                 report.removed += 1
-                self.store.mark_dirty(dirty)
+                self._dirty |= dirty
             return None
         rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
         article, topics = self._representative(rep.path)
@@ -376,7 +388,7 @@ class Ingestor:
         )
         self.store.set_topics(item_id, topics, replace=previous is not None)
         dirty |= {f"topic:{m.topic}" for m in topics} | {f"source:{article.source_slug}"}
-        self.store.mark_dirty(dirty)
+        self._dirty |= dirty
         if kind is not None:
             self._emit(kind, item_id, article, topics, report)
         return kind

@@ -226,14 +226,15 @@ class Pipeline:
         """Process and store changed files, then forget gone ones. Chunked transactions."""
         report = BatchReport()
         chunk: list[Processed] = []
-        for processed in self.process(changed):
-            chunk.append(processed)
-            if len(chunk) >= CHUNK:
-                report.add(self.ingestor.apply(chunk, ()))
-                if progress:
-                    progress(len(chunk))
-                chunk = []
-        report.add(self.ingestor.apply(chunk, gone))
+        with self.store.bulk_writes():
+            for processed in self.process(changed):
+                chunk.append(processed)
+                if len(chunk) >= CHUNK:
+                    report.add(self.ingestor.apply(chunk, ()))
+                    if progress:
+                        progress(len(chunk))
+                    chunk = []
+            report.add(self.ingestor.apply(chunk, gone))
         if progress and chunk:
             progress(len(chunk))
         return report

@@ -271,6 +271,8 @@ class FeedState:
     count: int  # live items when last rendered
 
 
+DEFAULT_CHECKPOINT_PAGES = 1000  # SQLite's default: the WAL stays below ~4 MB
+BULK_CHECKPOINT_PAGES = 20_000  # ~80 MB of WAL between checkpoints during ``bulk_writes``
 _Sources = tuple[tuple[str, str], ...]
 WALK_ADVANTAGE = 4  # a row walked in date order costs about a quarter of a row joined and sorted
 DECODED_ITEMS = 1024  # feed items kept decoded: 50 each of 20 feeds
@@ -426,6 +428,21 @@ class SQLiteStore(OutboxMixin):
             except sqlite3.Error as exc:
                 raise StoreError(f"commit failed: {exc}") from exc
 
+    @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """Many transactions in a row (a first build, a re-read of everything): the WAL is
+        folded back into the database every ``BULK_CHECKPOINT_PAGES`` instead of every 1,000.
+        Each checkpoint syncs the database file and copies again the pages that every
+        transaction changes (index interiors, feed sizes): at 1,000 pages the commits of a
+        10,000-article build took 1.3-1.8 s, at 20,000 0.6-0.8 s. Durability is unchanged."""
+        with self._lock:
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={DEFAULT_CHECKPOINT_PAGES}")
+
     def _undo(self, rollback: str, depth: int) -> None:
         self._db.execute(rollback)
         if depth > 0:  # ROLLBACK TO keeps the savepoint open; close it
@@ -543,11 +560,15 @@ class SQLiteStore(OutboxMixin):
                 row.near_score,
             ),
         )
-        self._run(
-            "INSERT INTO sources (slug, name) VALUES (?, ?) "
-            "ON CONFLICT (slug) DO UPDATE SET name = excluded.name",
-            (row.source_slug, row.source_name),
-        )
+
+    def save_sources(self, names: Mapping[str, str]) -> None:
+        """Outlets by slug, with the display name last seen (every stored file's outlet)."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO sources (slug, name) VALUES (?, ?) "
+                "ON CONFLICT (slug) DO UPDATE SET name = excluded.name",
+                names.items(),
+            )
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         self._run(
@@ -920,6 +941,9 @@ class SQLiteStore(OutboxMixin):
             (path, reason, size, mtime_ns, to_ts(at), to_ts(at)),
         )
         return before is None or before[0] != reason
+
+    def has_errors(self) -> bool:
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM file_errors)")[0])
 
     def clear_error(self, path: str) -> None:
         self._run("DELETE FROM file_errors WHERE path = ?", (path,))
