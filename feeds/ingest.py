@@ -177,6 +177,9 @@ class Ingestor:
         # After a config change every file is re-read: unchanged stories still need their
         # stored article, topics and feeds brought up to date with the new rules.
         self.refresh_unchanged = False
+        # Set by a first build over a store without file rows: every path it applies is new
+        # (a walk lists each path once), so no stored row of it is looked up.
+        self.unseen_paths = False
         # Files of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, Parsed] = {}
         # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
@@ -222,7 +225,7 @@ class Ingestor:
         if self._errors_possible:
             self.store.clear_error(stamp.path)
         self._fresh[stamp.path] = parsed
-        old = self.store.file(stamp.path)
+        old = None if self.unseen_paths else self.store.file(stamp.path)
         if old is not None and old.fingerprint == parsed.analysis.identity.fingerprint:
             self._unchanged(stamp, parsed, old, report)
             return

@@ -273,7 +273,11 @@ class Pipeline:
         roots, follow = self.config.articles, self.config.input.follow_symlinks
         total = sum(1 for _ in every_path(roots, self.accept, follow)) if progress_factory else 0
         progress = progress_factory(total) if progress_factory else None
-        batch = self.ingest(every_path(roots, self.accept, follow), (), progress)
+        self.ingestor.unseen_paths = not self.store.has_files()
+        try:
+            batch = self.ingest(every_path(roots, self.accept, follow), (), progress)
+        finally:
+            self.ingestor.unseen_paths = False
         self._after_full_scan()
         return BuildReport(batch=batch, render=self.render(), scanned=batch.seen)
 

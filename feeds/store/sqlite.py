@@ -526,6 +526,10 @@ class SQLiteStore(OutboxMixin):
         if rows:
             self._db.execute("DELETE FROM temp.index_changes")
 
+    def has_files(self) -> bool:
+        """Whether any file row exists (deleted files kept by ``keep_deleted`` included)."""
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM files)")[0])
+
     def file(self, path: str) -> FileRow | None:
         row = self._one(
             f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?",
