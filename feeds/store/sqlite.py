@@ -784,12 +784,14 @@ class SQLiteStore(OutboxMixin):
         """The item's topics; ``replace=False`` when it has none yet (a new item)."""
         if replace:
             self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
-        with self._lock:
-            self._db.executemany(
-                "INSERT INTO item_topics (item_id, topic, rule, word, field) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(item_id, m.topic, m.rule, m.word, m.field) for m in matches],
-            )
+        rows = [(item_id, m.topic, m.rule, m.word, m.field) for m in matches]
+        if rows:  # most items have no topic
+            with self._lock:
+                self._db.executemany(
+                    "INSERT INTO item_topics (item_id, topic, rule, word, field) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
 
     # -- feeds -----------------------------------------------------------------------------
 
