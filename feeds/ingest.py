@@ -65,12 +65,69 @@ def analyze(article: Article, topics: TopicMatcher, near: bool = True) -> Analys
 
 
 @dataclass(frozen=True, slots=True)
+class Parsed:
+    """A parsed file as the ingest sees it: the fields its decisions read and the analysis.
+
+    ``article`` is kept where the file was parsed in this process. Pickled (a worker's result)
+    it is left out, and so is every other field of the article: the ingest needs only these,
+    and an item event decodes the article from the stored blob. Pickling is flat (a dataclass's
+    default pickling looks up its fields for every object it rebuilds)."""
+
+    title: str
+    link: str | None
+    published: datetime
+    updated: datetime | None
+    source_slug: str
+    source_name: str
+    quality: int
+    analysis: Analysis
+    article: Article | None = None
+
+    @classmethod
+    def of(cls, article: Article, analysis: Analysis) -> Parsed:
+        return cls(
+            article.title, article.link, article.published, article.updated, article.source_slug,
+            article.source_name, quality(article), analysis, article,
+        )  # fmt: skip
+
+    def full_article(self) -> Article:
+        return self.article if self.article is not None else decode_article(self.analysis.blob)
+
+    def __reduce__(self) -> tuple[Callable[..., Parsed], tuple[object, ...]]:
+        done, ident = self.analysis, self.analysis.identity
+        topics = tuple((m.topic, m.rule, m.word, m.field) for m in done.topics)
+        return _parsed, (
+            self.title, self.link, self.published, self.updated, self.source_slug,
+            self.source_name, self.quality, ident.fingerprint, ident.body_key, ident.title,
+            ident.body, done.anchors.runs, done.anchors.title, topics, done.blob,
+        )  # fmt: skip
+
+
+def _parsed(
+    title: str, link: str | None, published: datetime, updated: datetime | None,
+    source_slug: str, source_name: str, quality: int, fingerprint: str, body_key: str | None,
+    canonical_title: str, canonical_body: str, runs: tuple[int, ...], title_anchor: int | None,
+    topics: tuple[tuple[str, str, str, str], ...], blob: bytes,
+) -> Parsed:  # fmt: skip
+    ident = Identity(fingerprint, body_key, canonical_title, canonical_body)
+    matches = tuple(TopicMatch(*m) for m in topics)
+    done = Analysis(ident, Anchors(runs, title_anchor), matches, blob)
+    return Parsed(title, link, published, updated, source_slug, source_name, quality, done)
+
+
+@dataclass(frozen=True, slots=True)
 class Processed:
-    """One file after parse + normalize (+ its analysis, where the work is parallel)."""
+    """One file after parse + normalize + analysis (in worker processes for big batches)."""
 
     stamp: FileStamp
-    result: Article | ArticleError
-    analysis: Analysis | None = None
+    result: Parsed | ArticleError
+
+    def __reduce__(self) -> tuple[Callable[..., Processed], tuple[object, ...]]:
+        return _processed, (self.stamp.path, self.stamp.size, self.stamp.mtime_ns, self.result)
+
+
+def _processed(path: str, size: int, mtime_ns: int, result: Parsed | ArticleError) -> Processed:
+    return Processed(FileStamp(path, size, mtime_ns), result)
 
 
 @dataclass(slots=True)
@@ -120,8 +177,15 @@ class Ingestor:
         # After a config change every file is re-read: unchanged stories still need their
         # stored article, topics and feeds brought up to date with the new rules.
         self.refresh_unchanged = False
-        # Articles of this batch, by path: a representative that was just read is not decoded.
-        self._fresh: dict[str, tuple[Article, tuple[TopicMatch, ...]]] = {}
+        # Set by a first build over a store without file rows: every path it applies is new
+        # (a walk lists each path once), so no stored row of it is looked up.
+        self.unseen_paths = False
+        # Files of this batch, by path: a representative that was just read is not decoded.
+        self._fresh: dict[str, Parsed] = {}
+        # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
+        self._dirty: set[str] = set()
+        self._sources: dict[str, str] = {}
+        self._errors_possible = True  # False while file_errors is known to be empty
         # Shingles of recently compared files: candidates for the next near-duplicate checks.
         self._texts: _Recent[Identity] = _Recent(TEXT_CACHE)
         self._shingles: _Recent[Shingles] = _Recent(SHINGLE_CACHE)
@@ -130,45 +194,51 @@ class Ingestor:
         report = BatchReport()
         try:
             with self.store.transaction():
+                self._errors_possible = self.store.has_errors()
                 for item in processed:
                     report.seen += 1
                     if isinstance(item.result, ArticleError):
                         self._reject(item.stamp, item.result, report)
                     else:
-                        self._accept(item.stamp, item.result, item.analysis, report)
+                        self._accept(item.stamp, item.result, report)
                 for path in gone:
                     self._forget(path, report)
+                self.store.save_sources(self._sources)
+                self.store.mark_dirty(self._dirty)
         finally:
             self._fresh.clear()
+            self._dirty.clear()
+            self._sources.clear()
         return report
 
     # -- one file --------------------------------------------------------------------------
 
     def _reject(self, stamp: FileStamp, error: ArticleError, report: BatchReport) -> None:
         report.rejected.append((error.path, error.reason))
+        self._errors_possible = True
         if self.store.record_error(
             error.path, error.reason, stamp.size, stamp.mtime_ns, self.now()
         ):
             log.warning("rejected %s: %s", error.path, error.reason)
 
-    def _accept(
-        self, stamp: FileStamp, article: Article, done: Analysis | None, report: BatchReport
-    ) -> None:
-        self.store.clear_error(stamp.path)
-        done = done or analyze(article, self.topics, self.dedupe.near)
-        self._fresh[stamp.path] = (article, done.topics)
-        fp = done.identity.fingerprint
-        old = self.store.file(stamp.path)
-        if old is not None and old.fingerprint == fp:
-            self._unchanged(stamp, article, old, done, report)
+    def _accept(self, stamp: FileStamp, parsed: Parsed, report: BatchReport) -> None:
+        if self._errors_possible:
+            self.store.clear_error(stamp.path)
+        self._fresh[stamp.path] = parsed
+        old = None if self.unseen_paths else self.store.file(stamp.path)
+        if old is not None and old.fingerprint == parsed.analysis.identity.fingerprint:
+            self._unchanged(stamp, parsed, old, report)
             return
-        place = self._place(article, done, old)
-        joined_other = self._joins_live_item(place.item_id, old)
-        self._store_file(stamp, article, place, done)
+        place = self._place(parsed, old)
+        # A new item's id comes from a fingerprint never stored: it has no rows yet to look up.
+        joined_other = not place.created and self._joins_live_item(place.item_id, old)
+        row = self._store_file(stamp, parsed, place)
         if old is not None and old.item_id != place.item_id:
             self._refresh(old.item_id, report)
         edited = old is not None and old.item_id == place.item_id
-        kind = self._refresh(place.item_id, report, edited=edited, created=place.created)
+        kind = self._refresh(
+            place.item_id, report, edited=edited, created=row if place.created else None
+        )
         if place.created:
             report.new += 1
         elif joined_other:
@@ -179,37 +249,37 @@ class Ingestor:
             report.unchanged += 1
 
     def _unchanged(
-        self, stamp: FileStamp, article: Article, old: FileRow, done: Analysis, report: BatchReport
+        self, stamp: FileStamp, parsed: Parsed, old: FileRow, report: BatchReport
     ) -> None:
         if self.refresh_unchanged:
             place = _Placement(old.item_id, False, old.near_score)
-            self._store_file(stamp, article, place, done)
+            self._store_file(stamp, parsed, place)
         else:
             self.store.touch_file(stamp.path, stamp.size, stamp.mtime_ns)
         if self.refresh_unchanged or not old.present:
             self._refresh(old.item_id, report)
         report.unchanged += 1
 
-    def _place(self, article: Article, done: Analysis, old: FileRow | None) -> _Placement:
+    def _place(self, parsed: Parsed, old: FileRow | None) -> _Placement:
         """Which story this content belongs to (see the module docstring for the order)."""
-        fp, key = done.identity.fingerprint, done.identity.body_key
+        fp, key = parsed.analysis.identity.fingerprint, parsed.analysis.identity.body_key
         owner = self.store.owner_of_fingerprint(fp) or (key and self.store.owner_of_body_key(key))
         if owner:
             return _Placement(owner, False)
         if old is None and self.dedupe.near:
-            near = self._near_story(article, done)
+            near = self._near_story(parsed)
             if near is not None:
                 return near
         if old is not None:
             return _Placement(old.item_id, False)
         return _Placement(new_item_id(fp), True)
 
-    def _near_story(self, article: Article, done: Analysis) -> _Placement | None:
-        window = timedelta(hours=self.dedupe.window_hours)
+    def _near_story(self, parsed: Parsed) -> _Placement | None:
+        window, done = timedelta(hours=self.dedupe.window_hours), parsed.analysis
         found = self.store.items_by_anchors(
             done.anchors.runs,
             () if done.anchors.title is None else (done.anchors.title,),
-            (article.published - window, article.published + window),
+            (parsed.published - window, parsed.published + window),
             min_shared=MIN_SHARED_ANCHORS,
             max_postings=MAX_ANCHOR_POSTINGS,
             limit=self.dedupe.max_candidates,
@@ -240,21 +310,22 @@ class Ingestor:
     def _live(self, item_id: str) -> list[FileRow]:
         return [m for m in self.store.members(item_id) if m.present]
 
-    def _store_file(
-        self, stamp: FileStamp, article: Article, place: _Placement, done: Analysis
-    ) -> None:
+    def _store_file(self, stamp: FileStamp, parsed: Parsed, place: _Placement) -> FileRow:
+        done = parsed.analysis
         fp, key = done.identity.fingerprint, done.identity.body_key
         row = FileRow(
-            stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, quality(article),
-            article.source_slug, article.source_name, article.published, place.near_score,
+            stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, parsed.quality,
+            parsed.source_slug, parsed.source_name, parsed.published, place.near_score,
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
+        self._sources[parsed.source_slug] = parsed.source_name
         self._shingles.pop(stamp.path)  # derived from the content this replaces
         if self.dedupe.near:
             self._texts.put(stamp.path, done.identity)
         self.store.remember_keys(place.item_id, fp, key)
         if self.dedupe.near:
             self.store.add_anchors(place.item_id, done.anchors.all)
+        return row
 
     def _joins_live_item(self, item_id: str, old: FileRow | None) -> bool:
         return any(old is None or m.path != old.path for m in self._live(item_id))
@@ -273,11 +344,17 @@ class Ingestor:
     # -- one item --------------------------------------------------------------------------
 
     def _refresh(
-        self, item_id: str, report: BatchReport, *, edited: bool = False, created: bool = False
+        self,
+        item_id: str,
+        report: BatchReport,
+        *,
+        edited: bool = False,
+        created: FileRow | None = None,
     ) -> str | None:
-        """Re-derive an item from its member files; returns the event kind, if any."""
-        previous = self.store.item(item_id)
-        members = self.store.members(item_id)
+        """Re-derive an item from its member files; returns the event kind, if any.
+        ``created``: the item is new and this is its only file (just stored)."""
+        previous = None if created else self.store.item(item_id)
+        members = [created] if created else self.store.members(item_id)
         old_topics = {m.topic for m in self.store.topics_of(item_id)} if previous else set()
         dirty = {"all"} | {f"topic:{t}" for t in old_topics}
         dirty |= {f"source:{m.source_slug}" for m in members}
@@ -287,7 +364,7 @@ class Ingestor:
             if previous is not None and not previous.removed:
                 self.store.remove_item(item_id, self.now())
                 report.removed += 1
-                self.store.mark_dirty(dirty)
+                self._dirty |= dirty
             return None
         rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
         article, topics = self._representative(rep.path)
@@ -312,33 +389,43 @@ class Ingestor:
             link=article.link,
             first_seen=self.now(),
         )
-        self.store.set_topics(item_id, topics)
+        self.store.set_topics(item_id, topics, replace=previous is not None)
         dirty |= {f"topic:{m.topic}" for m in topics} | {f"source:{article.source_slug}"}
-        self.store.mark_dirty(dirty)
+        self._dirty |= dirty
         if kind is not None:
-            self._emit(ItemEvent(kind, item_id, article, tuple(topics)), report)
+            self._emit(kind, item_id, article, topics, report)
         return kind
 
-    def _representative(self, path: str) -> tuple[Article, tuple[TopicMatch, ...]]:
-        if path in self._fresh:
-            return self._fresh[path]
+    def _representative(self, path: str) -> tuple[Parsed | Article, tuple[TopicMatch, ...]]:
+        """The representative's article, or what the ingest needs of it when it was just read."""
+        parsed = self._fresh.get(path)
+        if parsed is not None:
+            return parsed, parsed.analysis.topics
         blob = self.store.file_article(path)
         assert blob is not None
         article = decode_article(blob)
         return article, self.topics.match_article(article)
 
     @staticmethod
-    def _moved_updated(previous: datetime, rep: FileRow, article: Article) -> datetime:
+    def _moved_updated(previous: datetime, rep: FileRow, article: Parsed | Article) -> datetime:
         """An edit moves ``updated`` forward: to the file's mtime, and never backwards."""
         edited = article.updated or datetime.fromtimestamp(rep.mtime_ns // 1_000_000_000, UTC)
         return max(edited, previous + timedelta(seconds=1))
 
-    def _emit(self, event: ItemEvent, report: BatchReport) -> None:
-        if self.refresh_unchanged and event.kind == "item.updated":
+    def _emit(
+        self,
+        kind: str,
+        item_id: str,
+        article: Parsed | Article,
+        topics: Sequence[TopicMatch],
+        report: BatchReport,
+    ) -> None:
+        if self.refresh_unchanged and kind == "item.updated":
             return  # a config change re-read everything: new rules are not news
         report.events += 1
         if self.on_event is not None:
-            self.on_event(self.store, event)
+            full = article.full_article() if isinstance(article, Parsed) else article
+            self.on_event(self.store, ItemEvent(kind, item_id, full, tuple(topics)))
 
 
 class _Recent(Generic[T]):

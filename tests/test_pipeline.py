@@ -332,3 +332,32 @@ def test_index_counts_follow_changes(config: Config, articles: Path) -> None:
     gone.unlink()
     build(config)
     assert counts()[0] == 1
+
+
+def test_first_build_reads_each_file_once_when_roots_overlap(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    # A first build does not look up stored rows of the paths it applies: each must come once.
+    write(articles / "sub" / "a.md", hexo_post("北证50走高", STORY))
+    write(articles / "b.md", jekyll_post("央行逆回购", OTHER))
+    roots = [str(articles), str(articles / "sub"), str(articles) + "/"]
+    report = build(make_config(articles=roots))
+    assert (report.batch.seen, report.batch.new, report.batch.merged) == (2, 2, 0)
+    assert sorted(len(i["paths"]) for i in items(make_config(articles=roots))) == [1, 1]  # type: ignore[arg-type]
+
+
+def test_first_build_over_kept_deleted_files_looks_them_up(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    # Deleted files kept as tombstones are not in the file index: the next build is a first
+    # build by that index, but their rows exist and must be found (an edit keeps its id).
+    config = make_config(feed={"keep_deleted": True})
+    path = write(articles / "a.md", hexo_post("北证50走高", STORY))
+    build(config)
+    (before,) = items(config)
+    path.unlink()
+    build(config)
+    write(path, hexo_post("北证50再度走高", [*STORY, "本文已更新。"]))
+    report = build(config)
+    assert (report.batch.new, report.batch.updated) == (0, 1)
+    assert [i["id"] for i in items(config)] == [before["id"]]

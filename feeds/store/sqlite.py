@@ -277,6 +277,8 @@ class FeedState:
     count: int  # live items when last rendered
 
 
+DEFAULT_CHECKPOINT_PAGES = 1000  # SQLite's default: the WAL stays below ~4 MB
+BULK_CHECKPOINT_PAGES = 20_000  # ~80 MB of WAL between checkpoints during ``bulk_writes``
 _Sources = tuple[tuple[str, str], ...]
 WALK_ADVANTAGE = 4  # a row walked in date order costs about a quarter of a row joined and sorted
 DECODED_ITEMS = 1024  # feed items kept decoded: 50 each of 20 feeds
@@ -432,6 +434,21 @@ class SQLiteStore(OutboxMixin):
             except sqlite3.Error as exc:
                 raise StoreError(f"commit failed: {exc}") from exc
 
+    @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """Many transactions in a row (a first build, a re-read of everything): the WAL is
+        folded back into the database every ``BULK_CHECKPOINT_PAGES`` instead of every 1,000.
+        Each checkpoint syncs the database file and copies again the pages that every
+        transaction changes (index interiors, feed sizes): at 1,000 pages the commits of a
+        10,000-article build took 1.3-1.8 s, at 20,000 0.6-0.8 s. Durability is unchanged."""
+        with self._lock:
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={DEFAULT_CHECKPOINT_PAGES}")
+
     def _undo(self, rollback: str, depth: int) -> None:
         self._db.execute(rollback)
         if depth > 0:  # ROLLBACK TO keeps the savepoint open; close it
@@ -515,6 +532,10 @@ class SQLiteStore(OutboxMixin):
         if rows:
             self._db.execute("DELETE FROM temp.index_changes")
 
+    def has_files(self) -> bool:
+        """Whether any file row exists (deleted files kept by ``keep_deleted`` included)."""
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM files)")[0])
+
     def file(self, path: str) -> FileRow | None:
         row = self._one(
             f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?",
@@ -549,11 +570,15 @@ class SQLiteStore(OutboxMixin):
                 row.near_score,
             ),
         )
-        self._run(
-            "INSERT INTO sources (slug, name) VALUES (?, ?) "
-            "ON CONFLICT (slug) DO UPDATE SET name = excluded.name",
-            (row.source_slug, row.source_name),
-        )
+
+    def save_sources(self, names: Mapping[str, str]) -> None:
+        """Outlets by slug, with the display name last seen (every stored file's outlet)."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO sources (slug, name) VALUES (?, ?) "
+                "ON CONFLICT (slug) DO UPDATE SET name = excluded.name",
+                names.items(),
+            )
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         self._run(
@@ -675,18 +700,20 @@ class SQLiteStore(OutboxMixin):
         values = ",".join(["(?)"] * len(wanted))
         strong_marks = ",".join("?" * len(strong)) or "NULL"
         # One statement: an anchor's postings are counted only up to the cap (LIMIT), so a
-        # common phrase held by thousands of stories costs no more than a rare one.
+        # common phrase held by thousands of stories costs no more than a rare one; only the
+        # stories sharing enough are looked up for their date (not every posting: ~12 % less).
         rows = self._all(
             f"WITH wanted(hash) AS (VALUES {values}), "
             "usable(hash) AS (SELECT w.hash FROM wanted w WHERE (SELECT count(*) FROM "
-            "(SELECT 1 FROM near_anchors n WHERE n.hash = w.hash LIMIT ?)) <= ?) "
-            "SELECT a.item_id FROM near_anchors a JOIN items i ON i.id = a.item_id "
-            "WHERE a.hash IN (SELECT hash FROM usable) AND i.published BETWEEN ? AND ? "
-            f"GROUP BY a.item_id HAVING count(*) >= ? OR max(a.hash IN ({strong_marks})) "
-            "ORDER BY count(*) DESC, a.item_id LIMIT ?",
+            "(SELECT 1 FROM near_anchors n WHERE n.hash = w.hash LIMIT ?)) <= ?), "
+            "shared(item_id, anchors) AS (SELECT a.item_id, count(*) FROM near_anchors a "
+            "WHERE a.hash IN (SELECT hash FROM usable) GROUP BY a.item_id "
+            f"HAVING count(*) >= ? OR max(a.hash IN ({strong_marks}))) "
+            "SELECT s.item_id FROM shared s JOIN items i ON i.id = s.item_id "
+            "WHERE i.published BETWEEN ? AND ? ORDER BY s.anchors DESC, s.item_id LIMIT ?",
             (
-                *wanted, max_postings + 1, max_postings, to_ts(window[0]), to_ts(window[1]),
-                min_shared, *strong, limit,
+                *wanted, max_postings + 1, max_postings, min_shared, *strong,
+                to_ts(window[0]), to_ts(window[1]), limit,
             ),
         )  # fmt: skip
         return [str(r[0]) for r in rows]
@@ -757,14 +784,20 @@ class SQLiteStore(OutboxMixin):
         )
         return [TopicMatch(*map(str, row)) for row in rows]
 
-    def set_topics(self, item_id: str, matches: Iterable[TopicMatch]) -> None:
-        self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
-        with self._lock:
-            self._db.executemany(
-                "INSERT INTO item_topics (item_id, topic, rule, word, field) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(item_id, m.topic, m.rule, m.word, m.field) for m in matches],
-            )
+    def set_topics(
+        self, item_id: str, matches: Iterable[TopicMatch], *, replace: bool = True
+    ) -> None:
+        """The item's topics; ``replace=False`` when it has none yet (a new item)."""
+        if replace:
+            self._run("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
+        rows = [(item_id, m.topic, m.rule, m.word, m.field) for m in matches]
+        if rows:  # most items have no topic
+            with self._lock:
+                self._db.executemany(
+                    "INSERT INTO item_topics (item_id, topic, rule, word, field) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
 
     # -- feeds -----------------------------------------------------------------------------
 
@@ -938,6 +971,9 @@ class SQLiteStore(OutboxMixin):
             (path, reason, size, mtime_ns, to_ts(at), to_ts(at)),
         )
         return before is None or before[0] != reason
+
+    def has_errors(self) -> bool:
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM file_errors)")[0])
 
     def clear_error(self, path: str) -> None:
         self._run("DELETE FROM file_errors WHERE path = ?", (path,))
