@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import os
+import re
 import tempfile
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -33,9 +36,10 @@ from lxml import etree
 from feeds import render as render_module
 from feeds.clean import clean_body, html_to_text, summarize
 from feeds.config import CleanupRules, load_config
-from feeds.dedupe import body_key, canonical_text, canonical_title, fingerprint
+from feeds.dedupe import Identity, body_key, canonical_text, canonical_title, fingerprint
 from feeds.errors import ArticleError
 from feeds.model import Article, FeedItem, FeedKey, FeedMeta, Site
+from feeds.neardup import ANCHOR_RUN, SAMPLED_ANCHORS, Anchors, anchors
 from feeds.normalize import (
     DATE_KEYS,
     IMAGE_KEYS,
@@ -308,6 +312,41 @@ nfkc_text = st.text(
 @given(nfkc_text)
 def test_fast_nfkc_is_nfkc(text: str) -> None:
     assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+@SETTINGS
+@given(nfkc_text.filter(bool))
+def test_fast_nfkc_is_nfkc_on_long_text_twice(text: str) -> None:
+    long = text * (300 // len(text) + 1)  # long enough to be remembered
+    assert nfkc(long) == unicodedata.normalize("NFKC", long)
+    assert nfkc(long) == unicodedata.normalize("NFKC", long)
+
+
+def reference_anchors(ident: Identity) -> Anchors:
+    """``neardup.anchors`` as first written: stored anchors must never change unnoticed."""
+    text = ident.title + ident.body
+    starts = [0, *(m.end() for m in re.finditer(r"[,.;:!?。、]", text))]
+    runs = {text[i : i + ANCHOR_RUN] for i in starts}
+    hashes = {zlib.crc32(run.encode()) for run in runs if len(run) == ANCHOR_RUN}
+    title = zlib.crc32(("title\x1f" + ident.title).encode()) if len(ident.title) >= 4 else None
+    return Anchors(tuple(sorted(heapq.nsmallest(SAMPLED_ANCHORS, hashes))), title)
+
+
+anchor_text = st.text(
+    st.one_of(
+        st.sampled_from(",.;:!?。、\n\r\x1c\u2028"), st.characters(blacklist_categories=("Cs",))
+    ),
+    max_size=300,
+)
+
+
+@SETTINGS
+@given(anchor_text, anchor_text)
+def test_anchors_are_the_reference_anchors(title: str, body: str) -> None:
+    ident = Identity("", None, title, body)
+    assert anchors(ident) == reference_anchors(ident)
+    canonical = Identity("", None, canonical_title(title), canonical_text(body))
+    assert anchors(canonical) == reference_anchors(canonical)
 
 
 @pytest.mark.parametrize("text", ["A \u0301", "A\u00b4", "e\u200b\u0301"])
