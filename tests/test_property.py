@@ -322,6 +322,42 @@ def test_fast_nfkc_is_nfkc_on_long_text_twice(text: str) -> None:
     assert nfkc(long) == unicodedata.normalize("NFKC", long)
 
 
+def reference_canonical_text(text: str) -> str:
+    """``dedupe.canonical_text`` as first written: fingerprints must never change unnoticed."""
+    lines = [
+        re.sub(r"[\s\u200b-\u200f\u2060\ufeff]+", "", line)
+        for line in nfkc(text).casefold().splitlines()
+    ]
+    lines = [line for line in lines if line and not re.match(r"^原标题[:\s]", line)]
+    if lines:
+        lines[0] = re.sub(r"^[^,。:!?()]{1,16}讯(\(记者[^)]{0,20}\))?[,:]?", "", lines[0], count=1)
+        lines[-1] = re.sub(r"(\([^()]{1,16}\)|(文章)?来源:[^,。]{1,20})$", "", lines[-1])
+    return unicodedata.normalize("NFKC", "".join(lines))
+
+
+canonical_input = st.text(
+    st.one_of(
+        st.sampled_from(
+            "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff \t\n\r\x0b\x1c\x85\u2028\u3000\xa0"
+        ),
+        st.sampled_from("证券时报网讯，原标题：（）(来源:新华社)"),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    max_size=300,
+)
+
+
+@SETTINGS
+@given(canonical_input)
+def test_canonical_text_is_the_reference_canonical_text(text: str) -> None:
+    assert canonical_text(text) == reference_canonical_text(text)
+
+
+def test_str_split_splits_at_exactly_the_regex_whitespace() -> None:
+    chars = "".join(map(chr, range(0x110000)))
+    assert re.findall(r"\s", chars) == [char for char in chars if not "".join(char.split())]
+
+
 def reference_anchors(ident: Identity) -> Anchors:
     """``neardup.anchors`` as first written: stored anchors must never change unnoticed."""
     text = ident.title + ident.body
