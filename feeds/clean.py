@@ -775,22 +775,25 @@ def _inner_markup(root: _Node, tree: _Tree) -> str:
 
 def _write(node: _Node, renamed_voids: set[_Node], parts: list[str]) -> None:
     name = node.tag
+    tail = node.tail  # each read of .text or .tail decodes libxml2's UTF-8 again: read once
     if isinstance(name, str):  # pass A left no comment; one would be skipped
         parts.append("<" + name)
-        if node.attrib:
-            for key, value in sorted(node.attrib.items()):
+        attrib = node.attrib
+        if attrib:
+            for key, value in sorted(attrib.items()):
                 parts.append(f" {key}={_quoted(value)}")
-        if not node.text and not len(node) and (name in _SELF_CLOSING or node in renamed_voids):
+        text = node.text
+        if not text and not len(node) and (name in _SELF_CLOSING or node in renamed_voids):
             parts.append("/>")
         else:
             parts.append(">")
-            if node.text:
-                parts.append(_escaped(node.text))
+            if text:
+                parts.append(_escaped(text))
             for child in node:
                 _write(child, renamed_voids, parts)
             parts.append(f"</{name}>")
-    if node.tail:
-        parts.append(_escaped(node.tail))
+    if tail:
+        parts.append(_escaped(tail))
 
 
 def _escaped(text: str) -> str:
@@ -850,7 +853,8 @@ def _first_image(html: str, ignore: tuple[str, ...]) -> str | None:
 
 
 def _collapse(text: str) -> str:
-    if _INVISIBLE.search(text):
+    # Zero-width characters are format characters (Cf), never printable: most texts are.
+    if not text.isprintable() and _INVISIBLE.search(text):
         text = _INVISIBLE.sub("", text)
     return " ".join(text.split())
 
