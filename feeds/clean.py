@@ -334,7 +334,7 @@ def html_to_text(html: str) -> str:
 
 def summarize(text: str, limit: int) -> str:
     """At most ``limit`` characters of ``text``; cut at a sentence or word end, marked "…"."""
-    flat = _join_lines(text)
+    flat = _join_lines(text, enough=limit + 1)
     if len(flat) <= limit:
         return flat
     if limit <= 1:
@@ -862,8 +862,9 @@ def _collapse(text: str) -> str:
 _CLOSES_SENTENCE = frozenset("。！？；…」』”’）)】.!?;")
 
 
-def _join_lines(text: str) -> str:
-    """One line of text; lines that do not end a sentence (captions, headings) keep a space."""
+def _join_lines(text: str, enough: int) -> str:
+    """One line of text; lines that do not end a sentence (captions, headings) keep a space.
+    Stops once ``enough`` characters are joined: joining more only appends."""
     joined = ""
     for line in text.split("\n"):
         line = _collapse(line)
@@ -872,6 +873,8 @@ def _join_lines(text: str) -> str:
         if joined and joined[-1] not in _CLOSES_SENTENCE:
             joined += " "
         joined += line
+        if len(joined) >= enough:
+            break
     return joined
 
 

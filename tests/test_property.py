@@ -358,6 +358,37 @@ def test_str_split_splits_at_exactly_the_regex_whitespace() -> None:
     assert re.findall(r"\s", chars) == [char for char in chars if not "".join(char.split())]
 
 
+def reference_summarize(text: str, limit: int) -> str:
+    """``clean.summarize`` as first written (joining every line before cutting)."""
+    flat = ""
+    for line in text.split("\n"):
+        line = " ".join(re.sub("[\u200b\u200c\u200d\u2060\ufeff]", "", line).split())
+        if line:
+            flat += (" " if flat and flat[-1] not in "。！？；…」』”’）)】.!?;" else "") + line
+    if len(flat) <= limit:
+        return flat
+    if limit <= 1:
+        return "…" if limit == 1 else ""
+    budget = limit - 1
+    head = flat[:budget]
+    ends = [m.end() for m in re.finditer(r"(?:[。！？!?；;…]+|\.(?=\s))[”’」』）)\"']*", head)]
+    breaks = [m.start() for m in re.finditer(r"[\s，、,：:]", head)]
+    if ends and ends[-1] >= budget // 2:
+        head = head[: ends[-1]]
+    elif breaks and breaks[-1] >= budget // 2:
+        head = head[: breaks[-1]]
+    return head.rstrip(" ，、,：:") + "…"
+
+
+@SETTINGS
+@given(
+    st.text(st.one_of(st.sampled_from("\n \u200b。，.!"), st.characters()), max_size=400),
+    st.integers(min_value=0, max_value=300),
+)
+def test_summarize_is_the_reference_summarize(text: str, limit: int) -> None:
+    assert summarize(text, limit) == reference_summarize(text, limit)
+
+
 def reference_anchors(ident: Identity) -> Anchors:
     """``neardup.anchors`` as first written: stored anchors must never change unnoticed."""
     text = ident.title + ident.body
