@@ -275,9 +275,11 @@ def body_format(path: str, body: str) -> BodyFormat:
 
 
 def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int) -> RawArticle:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    for escaped, plain in _HEXO_BRACES:
-        text = text.replace(escaped, plain)
+    if "\r" in text:  # each test is one scan; each replace is another, and a copy
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "&#12" in text:
+        for escaped, plain in _HEXO_BRACES:
+            text = text.replace(escaped, plain)
     meta, body, kind = split_front_matter(text, path)
     if kind == "none":
         raise ArticleError(path, "no front matter (not an article: posts start with --- or +++)")
