@@ -14,11 +14,13 @@ _WHITESPACE = re.compile(r"\s+")
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-# Full-width ASCII forms (U+FF01-FF5E) and the ideographic space: nearly every character of
-# Chinese text that NFKC changes. Their NFKC forms are single ASCII characters.
-_FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000]")
+# Full-width ASCII forms (U+FF01-FF5E), the ideographic space and the ellipsis (which ends
+# every cut summary and title): nearly every character of Chinese text that NFKC changes. Their
+# NFKC forms are ASCII.
+_FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000\u2026]")
 _HALF_WIDTH = {chr(c): unicodedata.normalize("NFKC", chr(c)) for c in range(0xFF01, 0xFF5F)}
 _HALF_WIDTH["\u3000"] = " "
+_HALF_WIDTH["\u2026"] = "..."
 
 
 def nfkc(text: str) -> str:
@@ -26,10 +28,10 @@ def nfkc(text: str) -> str:
 
     CPython's NFKC is slow on text that is not already normalized, and Chinese text almost
     never is, only because of its full-width punctuation. Those characters are mapped first
-    (each is its own complete NFKC decomposition, so the result is the same); the full
-    normalization runs only when something else remains to normalize. A text of a few
-    thousand characters holds only a few distinct full-width characters ("，" nearly always):
-    one ``str.replace`` per distinct character beats a substitution callback per occurrence.
+    (each to its full compatibility decomposition, so the text's NFKD, and NFKC, stay the
+    same); the full normalization runs only when something else remains to normalize. A text
+    of a few thousand characters holds only a few distinct ones ("，" nearly always): one
+    ``str.replace`` per distinct character beats a substitution callback per occurrence.
 
     Long texts are remembered (the last two): identity and topic matching each normalize an
     article's text.
@@ -46,7 +48,8 @@ def _nfkc(text: str) -> str:
     found = _FULL_WIDTH.search(text)
     while found is not None:
         char = found.group()
-        text = text.replace(char, _HALF_WIDTH[char])  # one character for one: offsets stay
+        # None of these is left before this one: nothing before it moves.
+        text = text.replace(char, _HALF_WIDTH[char])
         found = _FULL_WIDTH.search(text, found.start())
     if unicodedata.is_normalized("NFKC", text):
         return text

@@ -301,7 +301,7 @@ nfkc_text = st.text(
     st.one_of(
         st.characters(min_codepoint=0xFF00, max_codepoint=0xFFEF),
         st.characters(min_codepoint=0x0300, max_codepoint=0x036F),
-        st.sampled_from("A e\u3000①㈠ｶﾞ\ufb01\u2126中國證券，。（）"),
+        st.sampled_from("A e\u3000①㈠ｶﾞ\ufb01\u2126中國證券，。（）…"),
         st.characters(blacklist_categories=("Cs",)),
     ),
     max_size=80,
