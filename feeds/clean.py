@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import html as htmllib
 import logging
+import operator
 import re
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -205,6 +206,7 @@ _EMPTY_BLOCK = re.compile(  # nothing visible inside
 )
 # An inline element with nothing in it (the sanitizer's parser splits <p><b><div>… so).
 _EMPTY_INLINE = re.compile(r"<(b|i|u|em|strong|span|sub|sup|code)></\1>")
+_FIRST_GROUP = operator.itemgetter(1)
 # Blank text opening a block (the sanitizer re-parse can leave some where pass B trimmed none).
 _BLOCK_OPENING_BLANK = re.compile(
     r"(<(?:p|div|li|h[1-6]|blockquote|figcaption|caption|td|th)>)(?:\s|&nbsp;)+"
@@ -821,7 +823,8 @@ def _tidy(html: str) -> str:
         html = _EMPTY_BLOCK.sub("", _EMPTY_INLINE.sub("", html)).strip()
     if "<pre" in html:
         return html
-    return _one_newline_per_blank_run(_BLOCK_OPENING_BLANK.sub(r"\1", html))
+    # The group by itemgetter: CPython 3.11 expands an r"\1" template in Python for each match.
+    return _one_newline_per_blank_run(_BLOCK_OPENING_BLANK.sub(_FIRST_GROUP, html))
 
 
 def _one_newline_per_blank_run(html: str) -> str:
