@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from feeds.config import CleanupRules, SourceRule, TopicRule
 from feeds.model import Article, TopicMatch
 from feeds.text import fold, slugify
 
 UNKNOWN_SOURCE = "未知来源"
+_V = TypeVar("_V")
 _NEWS_SUFFIX = re.compile(r"(新闻|快讯|资讯)$")
 
 
@@ -29,6 +31,10 @@ class SourceResolver:
         self._global = global_cleanup
         self._by_key: dict[str, Outlet] = {}
         self._cleanup_cache: dict[str, CleanupRules] = {}
+        # Answers by the name as given: every article asks about a handful of spellings, and
+        # each answer folds the name (NFKC, traditional -> simplified). Bounded: cleared when full.
+        self._looked_up: dict[str, Outlet | None] = {}
+        self._resolved: dict[str, Outlet] = {}
         for rule in rules:
             outlet = Outlet(
                 name=rule.name,
@@ -41,18 +47,43 @@ class SourceResolver:
 
     def lookup(self, name: str) -> Outlet | None:
         """A configured outlet for this spelling, or None."""
+        try:
+            return self._looked_up[name]
+        except KeyError:
+            pass
+        found = self._lookup(name)
+        _remember(self._looked_up, name, found)
+        return found
+
+    def resolve(self, name: str) -> Outlet:
+        """Always an outlet: configured, or one made from the name itself."""
+        outlet = self._resolved.get(name)
+        if outlet is None:
+            outlet = self._resolve(name)
+            _remember(self._resolved, name, outlet)
+        return outlet
+
+    def _lookup(self, name: str) -> Outlet | None:
         key = fold(name.strip())
         if not key:
             return None
         return self._by_key.get(key) or self._by_key.get(_NEWS_SUFFIX.sub("", key))
 
-    def resolve(self, name: str) -> Outlet:
-        """Always an outlet: configured, or one made from the name itself."""
+    def _resolve(self, name: str) -> Outlet:
         known = self.lookup(name)
         if known is not None:
             return known
         display = _NEWS_SUFFIX.sub("", name.strip()) or name.strip() or UNKNOWN_SOURCE
         return Outlet(display, slugify(display) or "unknown", False, self._global)
+
+
+_REMEMBERED_NAMES = 4096
+
+
+def _remember(answers: dict[str, _V], name: str, answer: _V) -> None:
+    if len(answers) >= _REMEMBERED_NAMES:
+        answers.clear()
+    answers[name] = answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import ctypes
 import html as htmllib
 import logging
+import operator
 import re
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -165,7 +166,11 @@ _SELF_CLOSING = frozenset(
 # the others never outlive pass A).
 _TEXT_APART = frozenset({"rt", "rp", "script", "style", "template"})
 # Markup that may reach libxml2's depth limit (see _parsed_body).
-_MAYBE_CUT_SHORT = etree.XPath("boolean(/" + "/".join(["*"] * 250) + ")")
+_CUT_SHORT_DEPTH = 250
+_MAYBE_CUT_SHORT = etree.XPath("boolean(/" + "/".join(["*"] * _CUT_SHORT_DEPTH) + ")")
+# Every element but a few the parser implies (html, body, p) opens with a "<": markup with
+# fewer cannot be that deep, and the XPath test (≈ 10 µs, most of it setting up) is skipped.
+_TAG_OPENERS_FOR_DEPTH = _CUT_SHORT_DEPTH - 10
 
 # --- markdown / html detection --------------------------------------------------------------
 
@@ -201,6 +206,7 @@ _EMPTY_BLOCK = re.compile(  # nothing visible inside
 )
 # An inline element with nothing in it (the sanitizer's parser splits <p><b><div>… so).
 _EMPTY_INLINE = re.compile(r"<(b|i|u|em|strong|span|sub|sup|code)></\1>")
+_FIRST_GROUP = operator.itemgetter(1)
 # Blank text opening a block (the sanitizer re-parse can leave some where pass B trimmed none).
 _BLOCK_OPENING_BLANK = re.compile(
     r"(<(?:p|div|li|h[1-6]|blockquote|figcaption|caption|td|th)>)(?:\s|&nbsp;)+"
@@ -239,9 +245,11 @@ class _Selectors:
     contains: tuple[tuple[str, str], ...] = ()  # [attr*='value']
     other: etree.XPath | None = None  # true for a matching element
 
-    def match(self, node: _Node) -> bool:
-        if node.tag in self.names:
+    def match(self, node: _Node, name: str) -> bool:
+        if name in self.names:
             return True
+        if not node.attrib:  # most elements: no class, id or other attribute to look at
+            return self.other is not None and bool(self.other(node))
         if self.classes and not self.classes.isdisjoint(_attr(node, "class").split()):
             return True
         if self.ids and node.get("id") in self.ids:
@@ -253,9 +261,29 @@ class _Selectors:
 
 
 @dataclass(frozen=True, slots=True)
+class _Patterns:
+    """``rules.remove_text``: is any of them found in a text? One regex search per text does
+    what a search per pattern did: patterns anchored with ``^`` are joined into one alternation
+    tried at the start only (joined with the others, the engine would try them at every
+    position), the others into another; a pattern that cannot be joined (a backreference: its
+    group number would change) is searched alone."""
+
+    at_start: re.Pattern[str] | None = None
+    anywhere: re.Pattern[str] | None = None
+    alone: tuple[re.Pattern[str], ...] = ()
+
+    def found(self, text: str) -> bool:
+        if self.at_start is not None and self.at_start.match(text):
+            return True
+        if self.anywhere is not None and self.anywhere.search(text):
+            return True
+        return any(pattern.search(text) for pattern in self.alone)
+
+
+@dataclass(frozen=True, slots=True)
 class _Rules:
     selectors: _Selectors
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: _Patterns
     ignore_images: tuple[str, ...]
 
 
@@ -308,7 +336,7 @@ def html_to_text(html: str) -> str:
 
 def summarize(text: str, limit: int) -> str:
     """At most ``limit`` characters of ``text``; cut at a sentence or word end, marked "…"."""
-    flat = _join_lines(text)
+    flat = _join_lines(text, enough=limit + 1)
     if len(flat) <= limit:
         return flat
     if limit <= 1:
@@ -372,7 +400,7 @@ def _parsed_body(markup: str, *, deep: bool) -> _Node | None:
     document = parser.close()
     if document is None:
         return None
-    if not deep and _MAYBE_CUT_SHORT(document):
+    if not deep and markup.count("<") >= _TAG_OPENERS_FOR_DEPTH and _MAYBE_CUT_SHORT(document):
         return _parsed_body(markup, deep=True)
     body: _Node | None = next(document.iter("body"), None)
     return body
@@ -398,7 +426,7 @@ def _pass_drop(root: _Node, selectors: _Selectors, base_url: str | None) -> _Tre
             keep_blanks = keep_blanks or name in _BLANKS_KEPT_IN
             if not keep_blanks and (text := node.text) and not text.strip(_ASCII_BLANKS):
                 node.text = _blank(text)
-            if _visit(node, name, selectors, base_url, tree, root):
+            if _visit(node, name, selectors, base_url, tree, root) and len(node):
                 stack.extend((child, depth + 1, keep_blanks) for child in reversed(node))
     return tree
 
@@ -439,7 +467,7 @@ def _visit(
     if name in _MISNESTED_VOIDS:
         _mark_unwrap(node)
         tree.renamed_voids.add(node)
-    elif name in DROPPED_WITH_CONTENT or selectors.match(node):
+    elif name in DROPPED_WITH_CONTENT or selectors.match(node, name):
         _drop(node)
         return False
     elif name == "img":
@@ -475,7 +503,7 @@ def _mark_unwrap(node: _Node) -> None:
     node.attrib.clear()
 
 
-def _pass_blocks(tree: _Tree, patterns: tuple[re.Pattern[str], ...]) -> _Findings:
+def _pass_blocks(tree: _Tree, patterns: _Patterns) -> _Findings:
     """Pass B, innermost blocks first: only the smallest block holding boilerplate goes."""
     findings = _Findings()
     holds_blocks: set[_Node] = set()
@@ -510,15 +538,14 @@ def _pass_blocks(tree: _Tree, patterns: tuple[re.Pattern[str], ...]) -> _Finding
 def _is_boilerplate(
     block: _Node,
     text: str,
-    patterns: tuple[re.Pattern[str], ...],
+    patterns: _Patterns,
     tree: _Tree,
     findings: _Findings,
 ) -> bool:
     if text == "<>":  # what an empty Markdown autolink renders to
         return True
-    for pattern in patterns:
-        if pattern.search(text):
-            return True
+    if patterns.found(text):
+        return True
     if text.startswith(("http://", "https://")):
         link = _autolink(block, text)
         if link is not None:
@@ -750,22 +777,25 @@ def _inner_markup(root: _Node, tree: _Tree) -> str:
 
 def _write(node: _Node, renamed_voids: set[_Node], parts: list[str]) -> None:
     name = node.tag
+    tail = node.tail  # each read of .text or .tail decodes libxml2's UTF-8 again: read once
     if isinstance(name, str):  # pass A left no comment; one would be skipped
         parts.append("<" + name)
-        if node.attrib:
-            for key, value in sorted(node.attrib.items()):
+        attrib = node.attrib
+        if attrib:
+            for key, value in sorted(attrib.items()):
                 parts.append(f" {key}={_quoted(value)}")
-        if not node.text and not len(node) and (name in _SELF_CLOSING or node in renamed_voids):
+        text = node.text
+        if not text and not len(node) and (name in _SELF_CLOSING or node in renamed_voids):
             parts.append("/>")
         else:
             parts.append(">")
-            if node.text:
-                parts.append(_escaped(node.text))
+            if text:
+                parts.append(_escaped(text))
             for child in node:
                 _write(child, renamed_voids, parts)
             parts.append(f"</{name}>")
-    if node.tail:
-        parts.append(_escaped(node.tail))
+    if tail:
+        parts.append(_escaped(tail))
 
 
 def _escaped(text: str) -> str:
@@ -793,7 +823,8 @@ def _tidy(html: str) -> str:
         html = _EMPTY_BLOCK.sub("", _EMPTY_INLINE.sub("", html)).strip()
     if "<pre" in html:
         return html
-    return _one_newline_per_blank_run(_BLOCK_OPENING_BLANK.sub(r"\1", html))
+    # The group by itemgetter: CPython 3.11 expands an r"\1" template in Python for each match.
+    return _one_newline_per_blank_run(_BLOCK_OPENING_BLANK.sub(_FIRST_GROUP, html))
 
 
 def _one_newline_per_blank_run(html: str) -> str:
@@ -825,7 +856,8 @@ def _first_image(html: str, ignore: tuple[str, ...]) -> str | None:
 
 
 def _collapse(text: str) -> str:
-    if _INVISIBLE.search(text):
+    # Zero-width characters are format characters (Cf), never printable: most texts are.
+    if not text.isprintable() and _INVISIBLE.search(text):
         text = _INVISIBLE.sub("", text)
     return " ".join(text.split())
 
@@ -833,8 +865,9 @@ def _collapse(text: str) -> str:
 _CLOSES_SENTENCE = frozenset("。！？；…」』”’）)】.!?;")
 
 
-def _join_lines(text: str) -> str:
-    """One line of text; lines that do not end a sentence (captions, headings) keep a space."""
+def _join_lines(text: str, enough: int) -> str:
+    """One line of text; lines that do not end a sentence (captions, headings) keep a space.
+    Stops once ``enough`` characters are joined: joining more only appends."""
     joined = ""
     for line in text.split("\n"):
         line = _collapse(line)
@@ -843,6 +876,8 @@ def _join_lines(text: str) -> str:
         if joined and joined[-1] not in _CLOSES_SENTENCE:
             joined += " "
         joined += line
+        if len(joined) >= enough:
+            break
     return joined
 
 
@@ -864,9 +899,67 @@ def _cut_at_boundary(head: str, *, minimum: int) -> str:
 def _compile_rules(rules: CleanupRules) -> _Rules:
     return _Rules(
         selectors=_compile_selectors(rules.remove_selectors),
-        patterns=tuple(re.compile(pattern) for pattern in dict.fromkeys(rules.remove_text)),
+        patterns=_compile_patterns(tuple(dict.fromkeys(rules.remove_text))),
         ignore_images=rules.ignore_images,
     )
+
+
+def _compile_patterns(patterns: tuple[str, ...]) -> _Patterns:
+    for pattern in patterns:
+        re.compile(pattern)  # an invalid one fails here, as it did when each was compiled alone
+    alone = [p for p in patterns if _REFERS_TO_GROUP.search(p)]
+    at_start = [p[1:] for p in patterns if p not in alone and _anchored_sequence(p)]
+    anywhere = [p for p in patterns if p not in alone and not _anchored_sequence(p)]
+    try:
+        return _Patterns(_alternation(at_start), _alternation(anywhere), _compiled(alone))
+    except re.error:  # e.g. one pattern's global flags, or two groups of the same name
+        return _Patterns(alone=_compiled(patterns))
+
+
+# A backreference (\1, (?P=name)) or a conditional group ((?(1)…)): group numbers matter.
+_REFERS_TO_GROUP = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+
+
+def _alternation(patterns: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+def _compiled(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p) for p in patterns)
+
+
+def _anchored_sequence(pattern: str) -> bool:
+    """True when ``pattern`` is ``^`` followed by a sequence: no ``|`` outside its groups and
+    character classes, so it matches only where ``re.match`` of the rest does."""
+    if not pattern.startswith("^"):
+        return False
+    depth, index, end = 0, 1, len(pattern)
+    while index < end:
+        char = pattern[index]
+        if char == "\\":
+            index += 1  # the escaped character, whatever it is
+        elif char == "[":
+            index = _class_end(pattern, index)
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return False
+        index += 1
+    return True
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index of the ``]`` closing the character class opened at ``start``."""
+    index = start + 1
+    if pattern.startswith("^", index):
+        index += 1
+    if pattern.startswith("]", index):  # a "]" first in a class is a literal
+        index += 1
+    while index < len(pattern) and pattern[index] != "]":
+        index += 2 if pattern[index] == "\\" else 1
+    return index
 
 
 def _compile_selectors(selectors: tuple[str, ...]) -> _Selectors:

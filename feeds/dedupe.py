@@ -20,7 +20,8 @@ from feeds.text import nfkc
 
 FINGERPRINT_VERSION = "2"
 BODY_KEY_MIN_CHARS = 80
-_NOT_CONTENT = re.compile(r"[\s\u200b-\u200f\u2060\ufeff]+")
+_ZERO_WIDTH = "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
+_NOT_CONTENT = re.compile(f"[\\s{_ZERO_WIDTH}]+")
 _NOT_WORD = re.compile(r"[\W_]+")
 # Wire-copy boilerplate that differs between outlets carrying the same story (after NFKC):
 # a dateline ("证券时报网讯，", "中证网讯(记者某某)", "证券时报e公司讯，"), an "原标题" line,
@@ -32,7 +33,12 @@ _ATTRIBUTION = re.compile(r"(\([^()]{1,16}\)|(文章)?来源:[^,。]{1,20})$")
 
 def canonical_text(text: str) -> str:
     """NFKC, case-folded, whitespace and wire boilerplate removed: what makes a story itself."""
-    lines = [_NOT_CONTENT.sub("", line) for line in nfkc(text).casefold().splitlines()]
+    folded = nfkc(text).casefold()
+    # str.split() splits at exactly the characters regex \s matches (str.isspace); a regex
+    # class test per character costs more than the splitting and joining.
+    lines = ["".join(line.split()) for line in folded.splitlines()]
+    if any(char in folded for char in _ZERO_WIDTH):
+        lines = [_NOT_CONTENT.sub("", line) for line in lines]
     lines = [line for line in lines if line and not _ORIGINAL_TITLE.match(line)]
     if lines:
         lines[0] = _DATELINE.sub("", lines[0], count=1)

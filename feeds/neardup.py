@@ -27,7 +27,6 @@ Shingles are the 3-character substrings themselves: exact, no hashing, no collis
 
 from __future__ import annotations
 
-import heapq
 import re
 import zlib
 from dataclasses import dataclass
@@ -43,8 +42,9 @@ NUMBER_AGREEMENT = 0.8
 TITLE_AGREEMENT = 0.5  # bigram containment of the shorter title in the longer
 UNRELATED_TITLES_NEED = 0.9  # Jaccard similarity of the texts required when titles disagree
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-# Where runs start: after a mark that ends a phrase (canonical text is NFKC: "，" is ",").
-_RUN_START = re.compile(r"[,.;:!?。、]")
+# Where runs start: after a mark that ends a phrase (canonical text is NFKC: "，" is ","). The
+# lookahead captures the run that follows each mark (runs may hold marks: they overlap).
+_RUN_AFTER_MARK = re.compile(f"[,.;:!?。、](?=(.{{{ANCHOR_RUN}}}))", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +72,12 @@ class Shingles:
 def anchors(ident: Identity) -> Anchors:
     """Where an article is indexed for near-duplicate lookups (see ``dedupe.identity``)."""
     text = ident.title + ident.body
-    starts = [0, *(m.end() for m in _RUN_START.finditer(text))]
-    runs = {text[i : i + ANCHOR_RUN] for i in starts}
-    hashes = {zlib.crc32(run.encode()) for run in runs if len(run) == ANCHOR_RUN}
+    # The hashes of distinct runs are the distinct hashes of all runs: no set of strings needed.
+    hashes = set(map(zlib.crc32, map(str.encode, _RUN_AFTER_MARK.findall(text))))
+    if len(text) >= ANCHOR_RUN:
+        hashes.add(zlib.crc32(text[:ANCHOR_RUN].encode()))
     title = zlib.crc32(("title\x1f" + ident.title).encode()) if len(ident.title) >= 4 else None
-    return Anchors(tuple(sorted(heapq.nsmallest(SAMPLED_ANCHORS, hashes))), title)
+    return Anchors(tuple(sorted(hashes)[:SAMPLED_ANCHORS]), title)
 
 
 def shingles(ident: Identity) -> Shingles:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import islice
 from pathlib import PurePath
 from typing import Any
@@ -88,7 +89,21 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
 def plain(value: object) -> str:
     """Front-matter value -> one line of plain text (tags stripped, entities decoded, and no
     tag left that a reader treating it as HTML could see: ``defang``)."""
-    text = _text(value)
+    if isinstance(value, str) and len(value) <= _REMEMBERED_CHARS:
+        return _plain_name(value)
+    return _plain(_text(value))
+
+
+# Outlet names, categories and tags recur from article to article (and each is read twice).
+_REMEMBERED_CHARS = 100
+
+
+@lru_cache(maxsize=4096)
+def _plain_name(text: str) -> str:
+    return _plain(text)
+
+
+def _plain(text: str) -> str:
     if "<" in text:
         text = _TAG.sub("", text)
     if "&" in text:

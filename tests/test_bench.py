@@ -124,3 +124,10 @@ def test_profile_hotspots(tmp_path: Path, scenario: str) -> None:
     )  # fmt: skip
     assert re.search(r"stages \(wall time, total [\d.]+s\):", out)
     assert "render_feeds" in out and re.search(r"top 5 by self time", out)
+
+
+def test_bench_prepare(tmp_path: Path) -> None:
+    out = run_bench("bench.bench_prepare", tmp_path, "--n", "20", "--runs", "2")
+    for stage in ("parse_file", "clean_body", "identity", "anchors", "encode_article"):
+        assert re.search(rf"^{stage} +[\d.]+  [\d.]+ [\d.]+$", out, re.M), out
+    assert re.search(r"^prepare\(\) whole +[\d.]+", out, re.M)

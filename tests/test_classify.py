@@ -122,3 +122,16 @@ def test_known_outlets_and_shipped_topics_need_no_pinyin_tables(tmp_path: Path) 
     )
     assert done.stdout.split() == ["1", "False"]
     assert slugify("某某日报") == "moumouribao"  # an unknown outlet still gets one, on demand
+
+
+def test_resolver_answers_are_remembered_within_a_bound() -> None:
+    resolver = SourceResolver(CONFIG.sources, CONFIG.cleanup)
+    names = ["证券时报", " 證券時報 ", "财联社新闻", "某某日报", "", "未知来源"]
+    for name in names:
+        assert resolver.resolve(name) == SOURCES.resolve(name)
+        assert resolver.resolve(name) == SOURCES.resolve(name)  # remembered
+        assert resolver.lookup(name) == SOURCES.lookup(name)
+        assert resolver.lookup(name) == SOURCES.lookup(name)
+    for number in range(5000):
+        resolver.lookup(f"outlet{number}")
+    assert len(resolver._looked_up) <= 4096

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from feeds.clean import (
     MAX_DEPTH,
+    _compile_patterns,
     clean_body,
     html_to_text,
     looks_like_html,
@@ -612,3 +614,38 @@ def test_markdown_rendering_frees_what_the_renderer_allocates() -> None:
     for _ in range(2000):  # ~60 MB of HTML in all
         markdown_to_html(body)
     assert _resident_bytes() - before < 16 * 1024 * 1024
+
+
+# --- the boilerplate patterns searched as one --------------------------------------------------
+
+TRICKY_PATTERNS = [
+    *BUILTIN.remove_text,
+    "^a|b",  # a top-level alternation: not anchored as a whole
+    "^[|]x",
+    "^[]|]",
+    "^[^]|]y",
+    r"^a\\|b",  # an escaped backslash, then a top-level "|"
+    r"^\|z",
+    "^(a|b)c",
+    "^",
+    "(a)\\1",  # a backreference: searched alone
+    "^(?P<n>x)(?P=n)",
+    "(?i)^abc",  # global flags: nothing can be joined with it
+    "(?P<n>q)",
+    "c$",
+]
+pattern_text = st.text(st.sampled_from("ab|cxyzqQ]^\\原标题：返回首页 \n"), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TRICKY_PATTERNS), max_size=6, unique=True), pattern_text)
+def test_joined_boilerplate_patterns_find_what_each_pattern_finds(
+    patterns: list[str], text: str
+) -> None:
+    joined = _compile_patterns(tuple(patterns))
+    assert joined.found(text) == any(re.search(pattern, text) for pattern in patterns)
+
+
+def test_builtin_boilerplate_patterns_are_joined() -> None:
+    joined = _compile_patterns(tuple(BUILTIN.remove_text))
+    assert joined.at_start is not None and joined.anywhere is not None and not joined.alone

@@ -6,9 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeds.errors import ArticleError
-from feeds.parse import parse_file
+from feeds.parse import _FlatSafeLoader, parse_file
 from tests.conftest import write
 
 LIMIT = 1_000_000
@@ -128,3 +131,61 @@ def test_deeply_nested_yaml_is_an_error_not_a_crash(tmp_path: Path, depth: int) 
     path = write(tmp_path / "deep.md", "---\ntitle: " + "[" * depth + "]" * depth + "\n---\nx")
     with pytest.raises(ArticleError, match="front matter"):
         parse_file(path, 4 * LIMIT)
+
+
+# --- the flat front-matter loader ---------------------------------------------------------------
+
+
+def load_outcome(text: str, loader: type[yaml.CSafeLoader]) -> str:
+    """The value's repr (NaN equals NaN there), or the error's type and message."""
+    try:
+        return repr(yaml.load(text, Loader=loader))
+    except Exception as exc:  # the same error, with the same message, is what counts
+        return f"{type(exc).__name__}: {exc}"
+
+
+YAML_CHARS = "ab1:-[]{},!&*|>'\" \t#%?@`0.5e+-_TtrueNnoYyes~x2021-08T"
+YAML_VALUES = [
+    "2021-12-08", "2021-12-08 10:48:44 +08:00", "2021-13-45", "1_000", "0x1F", "0o17",
+    ".inf", ".NaN", "-.NaN", "~", "null", "Yes", "off", "!!timestamp 'x'", "!!int x",
+    "!!binary aGk=", "!!str 12", "!!seq x", "[1, [2]]", "{a: 1}", "[a, !!int b]", "<<: {a: 1}",
+    "= x", "|\n  block", ">-\n  folded", "'quoted: yes'", "\"esc\\u4e2d\"", "[2021-12-08, x, 3.5]",
+]  # fmt: skip
+yaml_line_value = st.one_of(
+    st.text(st.sampled_from(YAML_CHARS), max_size=25), st.sampled_from(YAML_VALUES)
+)
+yaml_key = st.one_of(
+    st.sampled_from(["title", "date", "tags", "1", "true", "null", "<<", "=", "? k", "[a]", "a b"]),
+    st.text(st.sampled_from("abc: -"), min_size=1, max_size=4),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(yaml_key, yaml_line_value), max_size=6))
+def test_flat_loader_loads_what_the_c_safe_loader_loads(pairs: list[tuple[str, str]]) -> None:
+    text = "\n".join(f"{key}: {value}" for key, value in pairs) + "\n"
+    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, yaml.CSafeLoader)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(st.text(max_size=6), st.integers()),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10), st.dates()),
+            lambda inner: st.lists(inner, max_size=3),
+            max_leaves=6,
+        ),
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_flat_loader_loads_dumped_documents(data: dict[object, object], flow: bool) -> None:
+    text = yaml.safe_dump(data, allow_unicode=True, default_flow_style=flow)
+    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, yaml.CSafeLoader)
+
+
+def test_flat_loader_fills_lists_after_scalars_like_the_general_way() -> None:
+    text = "a: [!!int x]\nb: !!int y\na: 1\n"  # two errors; the scalar's is raised first
+    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, yaml.CSafeLoader)
+    assert "y" in str(load_outcome(text, _FlatSafeLoader))

@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import os
+import re
 import tempfile
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -33,9 +36,10 @@ from lxml import etree
 from feeds import render as render_module
 from feeds.clean import clean_body, html_to_text, summarize
 from feeds.config import CleanupRules, load_config
-from feeds.dedupe import body_key, canonical_text, canonical_title, fingerprint
+from feeds.dedupe import Identity, body_key, canonical_text, canonical_title, fingerprint
 from feeds.errors import ArticleError
 from feeds.model import Article, FeedItem, FeedKey, FeedMeta, Site
+from feeds.neardup import ANCHOR_RUN, SAMPLED_ANCHORS, Anchors, anchors
 from feeds.normalize import (
     DATE_KEYS,
     IMAGE_KEYS,
@@ -297,7 +301,7 @@ nfkc_text = st.text(
     st.one_of(
         st.characters(min_codepoint=0xFF00, max_codepoint=0xFFEF),
         st.characters(min_codepoint=0x0300, max_codepoint=0x036F),
-        st.sampled_from("A e\u3000①㈠ｶﾞ\ufb01\u2126中國證券，。（）"),
+        st.sampled_from("A e\u3000①㈠ｶﾞ\ufb01\u2126中國證券，。（）…"),
         st.characters(blacklist_categories=("Cs",)),
     ),
     max_size=80,
@@ -308,6 +312,108 @@ nfkc_text = st.text(
 @given(nfkc_text)
 def test_fast_nfkc_is_nfkc(text: str) -> None:
     assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+@SETTINGS
+@given(nfkc_text.filter(bool))
+def test_fast_nfkc_is_nfkc_on_long_text_twice(text: str) -> None:
+    long = text * (300 // len(text) + 1)  # long enough to be remembered
+    assert nfkc(long) == unicodedata.normalize("NFKC", long)
+    assert nfkc(long) == unicodedata.normalize("NFKC", long)
+
+
+def reference_canonical_text(text: str) -> str:
+    """``dedupe.canonical_text`` as first written: fingerprints must never change unnoticed."""
+    lines = [
+        re.sub(r"[\s\u200b-\u200f\u2060\ufeff]+", "", line)
+        for line in nfkc(text).casefold().splitlines()
+    ]
+    lines = [line for line in lines if line and not re.match(r"^原标题[:\s]", line)]
+    if lines:
+        lines[0] = re.sub(r"^[^,。:!?()]{1,16}讯(\(记者[^)]{0,20}\))?[,:]?", "", lines[0], count=1)
+        lines[-1] = re.sub(r"(\([^()]{1,16}\)|(文章)?来源:[^,。]{1,20})$", "", lines[-1])
+    return unicodedata.normalize("NFKC", "".join(lines))
+
+
+canonical_input = st.text(
+    st.one_of(
+        st.sampled_from(
+            "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff \t\n\r\x0b\x1c\x85\u2028\u3000\xa0"
+        ),
+        st.sampled_from("证券时报网讯，原标题：（）(来源:新华社)"),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    max_size=300,
+)
+
+
+@SETTINGS
+@given(canonical_input)
+def test_canonical_text_is_the_reference_canonical_text(text: str) -> None:
+    assert canonical_text(text) == reference_canonical_text(text)
+
+
+def test_str_split_splits_at_exactly_the_regex_whitespace() -> None:
+    chars = "".join(map(chr, range(0x110000)))
+    assert re.findall(r"\s", chars) == [char for char in chars if not "".join(char.split())]
+
+
+def reference_summarize(text: str, limit: int) -> str:
+    """``clean.summarize`` as first written (joining every line before cutting)."""
+    flat = ""
+    for line in text.split("\n"):
+        line = " ".join(re.sub("[\u200b\u200c\u200d\u2060\ufeff]", "", line).split())
+        if line:
+            flat += (" " if flat and flat[-1] not in "。！？；…」』”’）)】.!?;" else "") + line
+    if len(flat) <= limit:
+        return flat
+    if limit <= 1:
+        return "…" if limit == 1 else ""
+    budget = limit - 1
+    head = flat[:budget]
+    ends = [m.end() for m in re.finditer(r"(?:[。！？!?；;…]+|\.(?=\s))[”’」』）)\"']*", head)]
+    breaks = [m.start() for m in re.finditer(r"[\s，、,：:]", head)]
+    if ends and ends[-1] >= budget // 2:
+        head = head[: ends[-1]]
+    elif breaks and breaks[-1] >= budget // 2:
+        head = head[: breaks[-1]]
+    return head.rstrip(" ，、,：:") + "…"
+
+
+@SETTINGS
+@given(
+    st.text(st.one_of(st.sampled_from("\n \u200b。，.!"), st.characters()), max_size=400),
+    st.integers(min_value=0, max_value=300),
+)
+def test_summarize_is_the_reference_summarize(text: str, limit: int) -> None:
+    assert summarize(text, limit) == reference_summarize(text, limit)
+
+
+def reference_anchors(ident: Identity) -> Anchors:
+    """``neardup.anchors`` as first written: stored anchors must never change unnoticed."""
+    text = ident.title + ident.body
+    starts = [0, *(m.end() for m in re.finditer(r"[,.;:!?。、]", text))]
+    runs = {text[i : i + ANCHOR_RUN] for i in starts}
+    hashes = {zlib.crc32(run.encode()) for run in runs if len(run) == ANCHOR_RUN}
+    title = zlib.crc32(("title\x1f" + ident.title).encode()) if len(ident.title) >= 4 else None
+    return Anchors(tuple(sorted(heapq.nsmallest(SAMPLED_ANCHORS, hashes))), title)
+
+
+anchor_text = st.text(
+    st.one_of(
+        st.sampled_from(",.;:!?。、\n\r\x1c\u2028"), st.characters(blacklist_categories=("Cs",))
+    ),
+    max_size=300,
+)
+
+
+@SETTINGS
+@given(anchor_text, anchor_text)
+def test_anchors_are_the_reference_anchors(title: str, body: str) -> None:
+    ident = Identity("", None, title, body)
+    assert anchors(ident) == reference_anchors(ident)
+    canonical = Identity("", None, canonical_title(title), canonical_text(body))
+    assert anchors(canonical) == reference_anchors(canonical)
 
 
 @pytest.mark.parametrize("text", ["A \u0301", "A\u00b4", "e\u200b\u0301"])
