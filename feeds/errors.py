@@ -3,6 +3,7 @@
 FeedsError
 ├── ConfigError            (in feeds.config, not a subclass: a config that cannot be used)
 ├── ArticleError(path, reason)   one file that cannot become an item
+│   └── Unpublished          a draft: recorded the same way, and withdrawn from its item
 ├── StoreError             the state database failed (a batch stops and is retried)
 ├── IdentityGuardError     a run would re-issue too many item ids (nothing was changed)
 └── OutputError            the output folder cannot be written
@@ -24,7 +25,11 @@ class ArticleError(FeedsError):
         super().__init__(f"{path}: {reason}")
 
     def __reduce__(self) -> tuple[type[ArticleError], tuple[str, str]]:
-        return (ArticleError, (self.path, self.reason))
+        return (type(self), (self.path, self.reason))
+
+
+class Unpublished(ArticleError):
+    """A post its front matter marks as not published (``draft: true``, ``published: false``)."""
 
 
 class StoreError(FeedsError):

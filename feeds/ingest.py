@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 from feeds.classify import TopicMatcher
 from feeds.config import DedupeConfig
 from feeds.dedupe import Identity, identity, new_item_id, quality
-from feeds.errors import ArticleError
+from feeds.errors import ArticleError, Unpublished
 from feeds.model import Article, FileStamp, TopicMatch
 from feeds.neardup import NO_ANCHORS, Anchors, Shingles, anchors, shingles, similarity
 from feeds.store import FileRow, Store
@@ -216,10 +216,13 @@ class Ingestor:
     def _reject(self, stamp: FileStamp, error: ArticleError, report: BatchReport) -> None:
         report.rejected.append((error.path, error.reason))
         self._errors_possible = True
+        unpublished = isinstance(error, Unpublished)
+        if unpublished:
+            self._withdraw(error.path, report)
         if self.store.record_error(
             error.path, error.reason, stamp.size, stamp.mtime_ns, self.now()
         ):
-            log.warning("rejected %s: %s", error.path, error.reason)
+            (log.info if unpublished else log.warning)("rejected %s: %s", error.path, error.reason)
 
     def _accept(self, stamp: FileStamp, parsed: Parsed, report: BatchReport) -> None:
         if self._errors_possible:
@@ -340,6 +343,14 @@ class Ingestor:
             return
         self.store.delete_file(path)
         self._refresh(old.item_id, report)
+
+    def _withdraw(self, path: str, report: BatchReport) -> None:
+        """A file turned into a draft leaves its item, whatever ``keep_deleted`` says: it was
+        unpublished, not cleaned away. (A broken file, by contrast, keeps its last good version.)"""
+        old = None if self.unseen_paths else self.store.file(path)
+        if old is not None:
+            self.store.delete_file(path)
+            self._refresh(old.item_id, report)
 
     # -- one item --------------------------------------------------------------------------
 

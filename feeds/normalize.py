@@ -17,6 +17,7 @@ from feeds.classify import UNKNOWN_SOURCE, Outlet, SourceResolver
 from feeds.clean import clean_body, html_to_text, markdown_to_html, summarize
 from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
+from feeds.errors import Unpublished
 from feeds.model import Article, CleanBody, DateOrigin, RawArticle
 from feeds.text import collapse_whitespace, defang, xml_safe
 
@@ -58,6 +59,9 @@ class NormalizeRules:
 
 def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     meta = raw.meta
+    draft = _draft_flag(meta)
+    if draft:
+        raise Unpublished(raw.path, f"a draft ({draft} in its front matter): not published")
     declared_outlet = _declared_outlet(meta, rules.sources)
     link = _meta_link(meta)
     html_body = markdown_to_html(raw.body) if raw.body_format == "markdown" else raw.body
@@ -84,6 +88,21 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         summary=defang(_summary(meta, body.text, rules.summary_chars)) or summarize(title, 200),
         image=image,
     )
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _draft_flag(meta: Mapping[str, Any]) -> str | None:
+    """``draft: true`` (Hexo, Hugo) or ``published: false`` (Jekyll, Hexo), as written; None for
+    a post to publish. YAML 1.1 reads yes/no/on/off as booleans; quoted words count too."""
+    draft, published = meta.get("draft"), meta.get("published")
+    if draft is not None and str(draft).strip().lower() in _TRUE:
+        return f"draft: {draft}"
+    if published is not None and str(published).strip().lower() in _FALSE:
+        return f"published: {published}"
+    return None
 
 
 def plain(value: object) -> str:

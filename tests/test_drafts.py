@@ -1,0 +1,132 @@
+"""Drafts: posts whose front matter says they are not published stay out of every feed
+(Hexo and Hugo ``draft: true``, Jekyll and Hexo ``published: false``), as the static-site
+generators these archives come from treat them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from feeds.config import Config
+from tests.conftest import build, hexo_post, jekyll_post, write
+
+STORY = [
+    "北证50指数今日早盘震荡走高，盘中一度上涨2.3%，创出年内新高，北交所成交额明显放大。",
+    "分析人士认为，近期多只新股上市首日表现平稳，市场对创新型中小企业的关注度持续提升。",
+]
+OTHER = [
+    "人民银行今日开展100亿元7天期逆回购操作，中标利率持平，维护银行体系流动性合理充裕。",
+    "市场人士表示，月中缴税因素对流动性的扰动有限，资金面整体保持平稳运行态势不变。",
+]
+
+
+def feed_ids(config: Config, relpath: str) -> dict[str, str]:
+    """title -> guid of a feed's entries."""
+    parsed = feedparser.parse((config.output / relpath).read_bytes())
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    return {entry.title: entry.id for entry in parsed.entries}
+
+
+def every_feed(config: Config) -> list[str]:
+    return [str(p.relative_to(config.output)) for p in config.output.rglob("*.atom")]
+
+
+def with_flag(post: str, flag: str) -> str:
+    """The post with ``flag`` added as the first front-matter line."""
+    return post.replace("---\n", f"---\n{flag}\n", 1)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "flag"),
+    [
+        ("hexo", "draft: true"),
+        ("hexo", "published: false"),
+        ("jekyll", "published: false"),
+        ("jekyll", "draft: yes"),
+    ],
+)
+def test_a_draft_is_in_no_feed(
+    make_config: Callable[..., Config], articles: Path, dialect: str, flag: str
+) -> None:
+    config = make_config()
+    make = hexo_post if dialect == "hexo" else jekyll_post
+    write(articles / "draft.md", with_flag(make("北交所草稿", STORY), flag))
+    write(articles / "live.md", hexo_post("央行逆回购", OTHER))
+    report = build(config)
+    assert report.batch.new == 1
+    assert [path for path, _ in report.batch.rejected] == [str(articles / "draft.md")]
+    assert "draft" in dict(report.batch.rejected)[str(articles / "draft.md")]
+    for feed in every_feed(config):
+        assert "北交所草稿" not in feed_ids(config, feed), feed
+    assert not (config.output / "topics" / "beijiaosuo.atom").exists() or not feed_ids(
+        config, "topics/beijiaosuo.atom"
+    )
+
+
+def test_published_true_and_draft_false_are_published(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    config = make_config()
+    write(articles / "a.md", with_flag(hexo_post("北交所一", STORY), "published: true"))
+    write(articles / "b.md", with_flag(jekyll_post("央行二", OTHER), "draft: false"))
+    report = build(config)
+    assert report.batch.new == 2 and not report.batch.rejected
+
+
+def test_unpublishing_removes_the_item_and_republishing_restores_its_id(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    config = make_config()
+    post = write(articles / "a.md", hexo_post("北交所新规落地", STORY))
+    write(articles / "b.md", hexo_post("央行逆回购", OTHER))
+    build(config)
+    guid = feed_ids(config, "all.atom")["北交所新规落地"]
+    assert "北交所新规落地" in feed_ids(config, "topics/beijiaosuo.atom")
+
+    write(post, with_flag(hexo_post("北交所新规落地", STORY), "draft: true"))
+    report = build(config)
+    assert report.batch.removed == 1
+    for feed in every_feed(config):
+        assert "北交所新规落地" not in feed_ids(config, feed), feed
+    assert "央行逆回购" in feed_ids(config, "all.atom")
+
+    write(post, hexo_post("北交所新规落地", STORY))
+    build(config)
+    assert feed_ids(config, "all.atom")["北交所新规落地"] == guid  # readers see no rerun
+
+
+def test_a_draft_copy_does_not_remove_the_published_story(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    """The same story twice, one file a draft: the story stays, from the published file."""
+    config = make_config()
+    write(articles / "a.md", hexo_post("北交所新规落地", STORY))
+    build(config)
+    write(articles / "b.md", with_flag(hexo_post("北交所新规落地", STORY), "draft: true"))
+    build(config)
+    assert "北交所新规落地" in feed_ids(config, "all.atom")
+
+
+def test_a_draft_is_kept_out_even_with_keep_deleted(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    """keep_deleted keeps stories whose files a scraper cleaned up; a draft is withdrawn."""
+    config = make_config(feed={"keep_deleted": True})
+    post = write(articles / "a.md", hexo_post("北交所新规落地", STORY))
+    build(config)
+    write(post, with_flag(hexo_post("北交所新规落地", STORY), "published: false"))
+    build(config)
+    assert "北交所新规落地" not in feed_ids(config, "all.atom")
+
+
+def test_a_draft_is_not_read_again_until_it_changes(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    config = make_config()
+    write(articles / "a.md", with_flag(hexo_post("北交所草稿", STORY), "draft: true"))
+    assert build(config).batch.rejected
+    second = build(config)
+    assert second.batch.rejected == [] and second.batch.unchanged == 1
