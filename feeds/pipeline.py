@@ -193,7 +193,10 @@ class Pipeline:
         """What changed on disk against ``known`` (default: the store's file index)."""
         known = self._known_files() if known is None else known
         roots, follow = self.config.articles, self.config.input.follow_symlinks
-        return scan_changes(roots, self.accept, follow, known, reread=self.forced)
+        # A chmod or a remount does not change the stamp: files that could not be read are
+        # tried again at every full scan (few; an unchanged rejection is not logged again).
+        retry = self.store.unreadable_paths()
+        return scan_changes(roots, self.accept, follow, known, reread=self.forced, retry=retry)
 
     # -- processing ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import fnmatch
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +111,11 @@ def scan_changes(
     known: Mapping[str, tuple[int, int]],
     *,
     reread: bool = False,
+    retry: Collection[str] = (),
 ) -> ScanDiff:
-    """``diff(walk(...), known)`` without an object per unchanged file (the periodic rescan)."""
-    return _diff(_stamps(roots, accept, follow_symlinks), known, reread)
+    """``diff(walk(...), known)`` without an object per unchanged file (the periodic rescan).
+    Files in ``retry`` are listed as changed even when their stamp is the same."""
+    return _diff(_stamps(roots, accept, follow_symlinks), known, reread, retry)
 
 
 def every_path(
@@ -264,7 +266,10 @@ def diff(
 
 
 def _diff(
-    current: Iterable[list[Stamp]], known: Mapping[str, tuple[int, int]], reread: bool
+    current: Iterable[list[Stamp]],
+    known: Mapping[str, tuple[int, int]],
+    reread: bool,
+    retry: Collection[str] = (),
 ) -> ScanDiff:
     changed: list[FileStamp] = []
     present: set[str] = set()  # only needed to find known files that are gone
@@ -281,7 +286,7 @@ def _diff(
             seen += 1
             if known:
                 present.add(path)
-            if not reread and known.get(path) == (size, mtime_ns):
+            if not reread and known.get(path) == (size, mtime_ns) and not (retry and path in retry):
                 unchanged += 1
             else:
                 changed_here.append(stamp)

@@ -975,6 +975,11 @@ class SQLiteStore(OutboxMixin):
     def has_errors(self) -> bool:
         return bool(self._one("SELECT EXISTS (SELECT 1 FROM file_errors)")[0])
 
+    def unreadable_paths(self) -> frozenset[str]:
+        """Rejected files that could not be read at all (permissions, I/O errors)."""
+        rows = self._all("SELECT path FROM file_errors WHERE reason LIKE 'cannot read:%'")
+        return frozenset(str(row[0]) for row in rows)
+
     def clear_error(self, path: str) -> None:
         self._run("DELETE FROM file_errors WHERE path = ?", (path,))
 
