@@ -239,8 +239,14 @@ class Ingestor:
         if old is not None and old.item_id != place.item_id:
             self._refresh(old.item_id, report)
         edited = old is not None and old.item_id == place.item_id
+        # Re-read with the same stamp: only the rules changed (a forced re-read), not the story.
+        rules_only = old is not None and (old.size, old.mtime_ns) == (stamp.size, stamp.mtime_ns)
         kind = self._refresh(
-            place.item_id, report, edited=edited, created=row if place.created else None
+            place.item_id,
+            report,
+            edited=edited,
+            created=row if place.created else None,
+            news=not rules_only,
         )
         if place.created:
             report.new += 1
@@ -361,9 +367,11 @@ class Ingestor:
         *,
         edited: bool = False,
         created: FileRow | None = None,
+        news: bool = True,
     ) -> str | None:
         """Re-derive an item from its member files; returns the event kind, if any.
-        ``created``: the item is new and this is its only file (just stored)."""
+        ``created``: the item is new and this is its only file (just stored). ``news``: False
+        when only the rules changed (an update is then no event)."""
         previous = None if created else self.store.item(item_id)
         members = [created] if created else self.store.members(item_id)
         old_topics = {m.topic for m in self.store.topics_of(item_id)} if previous else set()
@@ -403,7 +411,7 @@ class Ingestor:
         self.store.set_topics(item_id, topics, replace=previous is not None)
         dirty |= {f"topic:{m.topic}" for m in topics} | {f"source:{article.source_slug}"}
         self._dirty |= dirty
-        if kind is not None:
+        if kind is not None and (news or kind != "item.updated"):
             self._emit(kind, item_id, article, topics, report)
         return kind
 
@@ -431,8 +439,6 @@ class Ingestor:
         topics: Sequence[TopicMatch],
         report: BatchReport,
     ) -> None:
-        if self.refresh_unchanged and kind == "item.updated":
-            return  # a config change re-read everything: new rules are not news
         report.events += 1
         if self.on_event is not None:
             full = article.full_article() if isinstance(article, Parsed) else article

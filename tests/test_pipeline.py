@@ -283,6 +283,29 @@ def test_cleanup_rule_change_rewrites_stored_content(
     assert "本文仅供参考" not in entry.content[0].value
 
 
+def test_a_real_edit_during_a_rules_change_is_still_news(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    """A rule change re-reads every file: what changed only by the new rule is no alert, but a
+    file edited meanwhile is (its stamp changed)."""
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", [*STORY, "本文仅供参考。"]))
+    edited = write(articles / "b.md", hexo_post("央行逆回购", [*OTHER, "本文仅供参考。"]))
+    build(make_config())
+    config = make_config(cleanup={"remove_text": ["^本文仅供参考"]})
+    write(edited, hexo_post("央行逆回购", [*OTHER, "资金面整体保持平稳。", "本文仅供参考。"]))
+    events: list[tuple[str, str]] = []
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(
+            config, store, workers=1, on_event=lambda _, e: events.append((e.kind, e.article.title))
+        )
+        assert pipeline.forced
+        pipeline.sync()
+    finally:
+        store.close()
+    assert events == [("item.updated", "央行逆回购")]
+
+
 def test_one_store_renders_content_rewritten_under_the_same_dates(
     make_config: Callable[..., Config], articles: Path
 ) -> None:
