@@ -9,6 +9,7 @@ costs nothing. Every failure is an ``ArticleError`` with the path and one line o
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import re
 import tomllib
@@ -127,7 +128,7 @@ def read_bytes(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
             raise ArticleError(path, "broken symbolic link (its target does not exist)") from exc
         raise ArticleError(path, "file vanished before it could be read") from exc
     except OSError as exc:
-        raise ArticleError(path, f"cannot read: {exc.strerror or exc}") from exc
+        raise ArticleError(path, _cannot_read(exc)) from exc
     try:
         stat = os.fstat(fd)
         if S_ISDIR(stat.st_mode):
@@ -139,7 +140,7 @@ def read_bytes(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
         with open(fd, "rb", closefd=False) as handle:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
-        raise ArticleError(path, f"cannot read: {exc.strerror or exc}") from exc
+        raise ArticleError(path, _cannot_read(exc)) from exc
     finally:
         os.close(fd)
     if len(data) > max_bytes:
@@ -272,6 +273,16 @@ def body_format(path: str, body: str) -> BodyFormat:
     if path.lower().endswith(HTML_SUFFIXES):
         return "html"
     return "html" if looks_like_html(body) else "markdown"
+
+
+def _cannot_read(exc: OSError) -> str:
+    return f"cannot read: {exc.strerror or exc}"
+
+
+# Rejections a chmod can cure without changing the file's stamp (the scan retries them).
+PERMISSION_DENIED = frozenset(
+    _cannot_read(OSError(code, os.strerror(code))) for code in (errno.EACCES, errno.EPERM)
+)
 
 
 def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int) -> RawArticle:

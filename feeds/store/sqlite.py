@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -975,9 +975,12 @@ class SQLiteStore(OutboxMixin):
     def has_errors(self) -> bool:
         return bool(self._one("SELECT EXISTS (SELECT 1 FROM file_errors)")[0])
 
-    def unreadable_paths(self) -> frozenset[str]:
-        """Rejected files that could not be read at all (permissions, I/O errors)."""
-        rows = self._all("SELECT path FROM file_errors WHERE reason LIKE 'cannot read:%'")
+    def rejected_for(self, reasons: Collection[str]) -> frozenset[str]:
+        """Paths of the files rejected for one of ``reasons``."""
+        if not reasons:
+            return frozenset()
+        marks = ",".join("?" * len(reasons))
+        rows = self._all(f"SELECT path FROM file_errors WHERE reason IN ({marks})", [*reasons])
         return frozenset(str(row[0]) for row in rows)
 
     def clear_error(self, path: str) -> None:
