@@ -19,6 +19,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,7 +37,7 @@ def labelled_groups(corpus: Path) -> list[set[str]]:
     return groups
 
 
-def build_items(corpus: Path, work: Path) -> list[dict[str, object]]:
+def build_items(corpus: Path, work: Path) -> list[dict[str, Any]]:
     common = ["--config", str(ROOT / "config" / "feeds.toml"), "--state", str(work / "s.db")]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         feeds(["build", *common, "--articles", str(corpus), "--output", str(work / "out")])
@@ -50,18 +51,18 @@ def pairs(groups: list[set[str]]) -> set[frozenset[str]]:
     return {frozenset(p) for g in groups for p in itertools.combinations(sorted(g), 2)}
 
 
-def evaluate(corpus: Path) -> dict[str, object]:
+def evaluate(corpus: Path) -> dict[str, Any]:
     truth = labelled_groups(corpus)
     with tempfile.TemporaryDirectory() as work:
         items = build_items(corpus, Path(work))
-    found = [set(map(str, i["paths"])) for i in items if len(i["paths"]) > 1]  # type: ignore[arg-type]
+    found = [set(map(str, i["paths"])) for i in items if len(i["paths"]) > 1]
     true_pairs, found_pairs = pairs(truth), pairs(found)
     hits = true_pairs & found_pairs
     precision = len(hits) / len(found_pairs) if found_pairs else 1.0
     recall = len(hits) / len(true_pairs) if true_pairs else 1.0
     whole = sum(1 for g in truth if any(g <= f for f in found))
     return {
-        "files": sum(len(i["paths"]) for i in items),  # type: ignore[arg-type]
+        "files": sum(len(i["paths"]) for i in items),
         "items": len(items),
         "labelled_groups": len(truth),
         "groups_fully_merged": whole,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import importlib
 import pstats
 import sys
@@ -111,7 +112,7 @@ class StageTimer:
                 continue
             original = namespace[name]
             setattr(owner, name, self._wrap(label, original))
-            self._undo.append(lambda o=owner, n=name, f=original: setattr(o, n, f))
+            self._undo.append(functools.partial(setattr, owner, name, original))
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -98,7 +98,7 @@ def test_regex_rule() -> None:
 
 
 def test_default_slug_is_pinyin_of_the_name() -> None:
-    assert TopicMatcher([TopicRule(name="专精特新", keywords=["专精特新"])]).slugs == (
+    assert TopicMatcher([TopicRule(name="专精特新", keywords=("专精特新",))]).slugs == (
         "zhuanjingtexin",
     )
 

@@ -31,6 +31,7 @@ import feedparser
 import pytest
 
 import feeds.pipeline as feeds_pipeline
+import feeds.scan as feeds_scan
 from feeds.config import Config
 from feeds.errors import OutputError, StoreError
 from feeds.normalize import LIST_MAX_ITEMS, NAME_MAX_CHARS, TITLE_MAX_CHARS
@@ -503,7 +504,7 @@ def test_a_file_vanishing_during_a_first_build(
     config = hostile_config(tmp_path)
     good = write_good(tmp_path / "articles")
     doomed = write(tmp_path / "articles" / "doomed.md", post("将要消失"))
-    real_paths = feeds_pipeline.every_path
+    real_paths = feeds_scan.every_path
 
     def list_then_delete(*args: Any, **kwargs: Any) -> Iterator[str]:
         listed = list(real_paths(*args, **kwargs))
@@ -523,7 +524,7 @@ def test_a_file_vanishing_between_listing_and_reading(
     good = write_good(tmp_path / "articles")
     build(config)  # a known archive: the next build scans, then reads
     doomed = write(tmp_path / "articles" / "doomed.md", post("将要消失"))
-    real_scan = feeds_pipeline.scan_changes
+    real_scan = feeds_scan.scan_changes
 
     def scan_then_delete(*args: Any, **kwargs: Any) -> Any:
         scanned = real_scan(*args, **kwargs)

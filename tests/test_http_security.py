@@ -320,14 +320,15 @@ def test_secrets_never_appear_in_logs_errors_health_or_files(running: Running) -
     metrics = running.service.get("/metrics").content
     assert "HTTP 500" in listing.stdout and "rejected POST" in listing.stdout
     assert all("HTTP 500" in result.stdout for result in tested)
-    for where, data in [
+    outputs: list[tuple[str, bytes | str]] = [
         ("the service log", "\n".join(running.service.log)),
         ("alerts list --json", listing.stdout + listing.stderr),
         ("alerts list --failed", failed.stdout + failed.stderr),
         *((f"alerts test {n}", r.stdout + r.stderr) for n, r in zip("jd", tested, strict=True)),
         ("/healthz", health),
         ("/metrics", metrics),
-    ]:
+    ]
+    for where, data in outputs:
         assert_no_secret(data, where)
     for path in (running.tmp / "output").rglob("*"):
         if path.is_file():

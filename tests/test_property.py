@@ -282,7 +282,7 @@ INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 # Wire boilerplate is stripped once (a second dateline or attribution is text); plain text
 # without it must be a fixed point.
 plain_text = st.text(
-    st.characters(blacklist_characters="讯()（）:：,，。原", blacklist_categories=("Cs",)),
+    st.characters(blacklist_characters="讯()（）:：,，。原", blacklist_categories=["Cs"]),
     max_size=200,
 ).filter(lambda t: not mark_after_removed_space(t))
 
@@ -302,7 +302,7 @@ nfkc_text = st.text(
         st.characters(min_codepoint=0xFF00, max_codepoint=0xFFEF),
         st.characters(min_codepoint=0x0300, max_codepoint=0x036F),
         st.sampled_from("A e\u3000①㈠ｶﾞ\ufb01\u2126中國證券，。（）…"),
-        st.characters(blacklist_categories=("Cs",)),
+        st.characters(blacklist_categories=["Cs"]),
     ),
     max_size=80,
 )
@@ -341,7 +341,7 @@ canonical_input = st.text(
             "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff \t\n\r\x0b\x1c\x85\u2028\u3000\xa0"
         ),
         st.sampled_from("证券时报网讯，原标题：（）(来源:新华社)"),
-        st.characters(blacklist_categories=("Cs",)),
+        st.characters(blacklist_categories=["Cs"]),
     ),
     max_size=300,
 )
@@ -401,7 +401,7 @@ def reference_anchors(ident: Identity) -> Anchors:
 
 anchor_text = st.text(
     st.one_of(
-        st.sampled_from(",.;:!?。、\n\r\x1c\u2028"), st.characters(blacklist_categories=("Cs",))
+        st.sampled_from(",.;:!?。、\n\r\x1c\u2028"), st.characters(blacklist_categories=["Cs"])
     ),
     max_size=300,
 )

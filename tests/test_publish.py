@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from feeds import publish as publish_module
 from feeds.publish import PublishError, publish, publish_many, remove
 
 RSS = "<?xml version='1.0' encoding='UTF-8'?><rss version=\"2.0\">北交所</rss>".encode()
@@ -136,7 +135,7 @@ def test_failed_rename_keeps_old_file_and_removes_temp_file(
     def broken_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(publish_module.os, "replace", broken_replace)
+    monkeypatch.setattr("feeds.publish.os.replace", broken_replace)
     with pytest.raises(PublishError, match="No space left"):
         publish(tmp_path, "all.rss", b"new content")
     assert (tmp_path / "all.rss").read_bytes() == RSS

@@ -10,7 +10,7 @@ from typing import Any
 
 import feedparser
 import pytest
-from lxml import etree, html  # type: ignore[import-untyped]
+from lxml import etree, html
 
 from feeds.model import FeedItem, FeedKey, FeedMeta, Site
 from feeds.render import (

@@ -8,6 +8,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -80,7 +81,7 @@ def corpus_duplicate_groups() -> list[list[str]]:
 @pytest.fixture(scope="module")
 def corpus_build(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Config, list[dict[str, object]]]:
+) -> tuple[Config, list[dict[str, Any]]]:
     corpus = shared_dir("corpus")
     work = tmp_path_factory.mktemp("corpus")
     args = ["--config", str(ROOT / "config" / "feeds.toml"), "--articles", str(corpus)]
@@ -94,7 +95,7 @@ def corpus_build(
     return config, _items_json(args)
 
 
-def _items_json(args: list[str]) -> list[dict[str, object]]:
+def _items_json(args: list[str]) -> list[dict[str, Any]]:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         assert main(["items", "--json", *args[:2], *args[4:]]) == 0
@@ -102,12 +103,12 @@ def _items_json(args: list[str]) -> list[dict[str, object]]:
 
 
 def test_every_corpus_file_is_an_item_or_a_reported_rejection(
-    corpus_build: tuple[Config, list[dict[str, object]]],
+    corpus_build: tuple[Config, list[dict[str, Any]]],
 ) -> None:
     config, items = corpus_build
     corpus = shared_dir("corpus")
     files = {str(p) for p in corpus.rglob("*.md")}
-    in_items = {path for item in items for path in item["paths"]}  # type: ignore[attr-defined]
+    in_items = {path for item in items for path in item["paths"]}
     store = open_store(config.state)
     rejected = {e.path: e.reason for e in store.errors()}
     store.close()
@@ -117,11 +118,11 @@ def test_every_corpus_file_is_an_item_or_a_reported_rejection(
 
 
 def test_identical_duplicate_groups_collapse(
-    corpus_build: tuple[Config, list[dict[str, object]]],
+    corpus_build: tuple[Config, list[dict[str, Any]]],
 ) -> None:
     _, items = corpus_build
     corpus = shared_dir("corpus")
-    item_of = {path: item["id"] for item in items for path in item["paths"]}  # type: ignore[attr-defined]
+    item_of = {path: item["id"] for item in items for path in item["paths"]}
     collapsed = 0
     for group in corpus_duplicate_groups():
         articles = [normalize(parse_file(corpus / p, 10**7), RULES) for p in group]
@@ -136,27 +137,27 @@ def test_identical_duplicate_groups_collapse(
     # nothing else was merged: every item with several paths is one of the listed groups
     listed = {frozenset(str(corpus / p) for p in g) for g in corpus_duplicate_groups()}
     for item in items:
-        paths = frozenset(item["paths"])  # type: ignore[arg-type]
+        paths = frozenset(item["paths"])
         if len(paths) > 1:
             assert any(paths <= group for group in listed), paths
 
 
 def test_corpus_times_are_corrected_for_gmt_labelled_beijing_time(
-    corpus_build: tuple[Config, list[dict[str, object]]],
+    corpus_build: tuple[Config, list[dict[str, Any]]],
 ) -> None:
     _, items = corpus_build
     by_title = {item["title"]: item for item in items}
     stcn = by_title["10只创业板股股东户数降超10%"]
     assert str(stcn["published"]).endswith("+00:00")
     # labelled "GMT" in the file, really Beijing time: 8 hours earlier in UTC
-    article = normalize(parse_file(Path(stcn["paths"][0]), 10**7), RULES)  # type: ignore[index]
-    raw = parse_file(Path(stcn["paths"][0]), 10**7).meta["date"]  # type: ignore[index]
+    article = normalize(parse_file(Path(stcn["paths"][0]), 10**7), RULES)
+    raw = parse_file(Path(stcn["paths"][0]), 10**7).meta["date"]
     labelled = datetime.strptime(raw, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
     assert (labelled - article.published).total_seconds() == 8 * 3600
 
 
 def test_every_corpus_feed_reads_back_cleanly(
-    corpus_build: tuple[Config, list[dict[str, object]]],
+    corpus_build: tuple[Config, list[dict[str, Any]]],
 ) -> None:
     config, _ = corpus_build
     feeds = sorted(config.output.rglob("*.rss")) + sorted(config.output.rglob("*.atom"))
