@@ -22,6 +22,16 @@ TOPICS = [
     {"name": "新三板", "slug": "xinsanban", "keywords": ["新三板"]},
 ]
 
+# Two unrelated stories (our own text) that most tests write into articles.
+STORY = [
+    "北证50指数今日早盘震荡走高，盘中一度上涨2.3%，创出年内新高，北交所成交额明显放大。",
+    "分析人士认为，近期多只新股上市首日表现平稳，市场对创新型中小企业的关注度持续提升。",
+]
+OTHER = [
+    "人民银行今日开展100亿元7天期逆回购操作，中标利率持平，维护银行体系流动性合理充裕。",
+    "市场人士表示，月中缴税因素对流动性的扰动有限，资金面整体保持平稳运行态势不变。",
+]
+
 
 def shared_dir(name: str) -> Path:
     path = SHARED / name

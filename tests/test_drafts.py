@@ -11,16 +11,7 @@ import feedparser
 import pytest
 
 from feeds.config import Config
-from tests.conftest import build, hexo_post, jekyll_post, write
-
-STORY = [
-    "北证50指数今日早盘震荡走高，盘中一度上涨2.3%，创出年内新高，北交所成交额明显放大。",
-    "分析人士认为，近期多只新股上市首日表现平稳，市场对创新型中小企业的关注度持续提升。",
-]
-OTHER = [
-    "人民银行今日开展100亿元7天期逆回购操作，中标利率持平，维护银行体系流动性合理充裕。",
-    "市场人士表示，月中缴税因素对流动性的扰动有限，资金面整体保持平稳运行态势不变。",
-]
+from tests.conftest import OTHER, STORY, build, hexo_post, jekyll_post, write
 
 
 def feed_ids(config: Config, relpath: str) -> dict[str, str]:
