@@ -97,10 +97,11 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 def _draft_flag(meta: Mapping[str, Any]) -> str | None:
     """``draft: true`` (Hexo, Hugo) or ``published: false`` (Jekyll, Hexo), as written; None for
     a post to publish. YAML 1.1 reads yes/no/on/off as booleans; quoted words count too."""
-    draft, published = meta.get("draft"), meta.get("published")
-    if draft is not None and str(draft).strip().lower() in _TRUE:
+    draft = str(meta.get("draft", "")).strip().lower()  # True -> "true", as YAML reads it
+    if draft in _TRUE:
         return f"draft: {draft}"
-    if published is not None and str(published).strip().lower() in _FALSE:
+    published = str(meta.get("published", "")).strip().lower()
+    if published in _FALSE:
         return f"published: {published}"
     return None
 

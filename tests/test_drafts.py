@@ -31,16 +31,17 @@ def with_flag(post: str, flag: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("dialect", "flag"),
+    ("dialect", "flag", "read_as"),
     [
-        ("hexo", "draft: true"),
-        ("hexo", "published: false"),
-        ("jekyll", "published: false"),
-        ("jekyll", "draft: yes"),
+        ("hexo", "draft: true", "draft: true"),
+        ("hexo", "published: false", "published: false"),
+        ("jekyll", "published: false", "published: false"),
+        ("jekyll", "draft: yes", "draft: true"),  # YAML 1.1: yes is true
+        ("jekyll", "published: 'no'", "published: no"),
     ],
 )
 def test_a_draft_is_in_no_feed(
-    make_config: Callable[..., Config], articles: Path, dialect: str, flag: str
+    make_config: Callable[..., Config], articles: Path, dialect: str, flag: str, read_as: str
 ) -> None:
     config = make_config()
     make = hexo_post if dialect == "hexo" else jekyll_post
@@ -49,7 +50,8 @@ def test_a_draft_is_in_no_feed(
     report = build(config)
     assert report.batch.new == 1
     assert [path for path, _ in report.batch.rejected] == [str(articles / "draft.md")]
-    assert "draft" in dict(report.batch.rejected)[str(articles / "draft.md")]
+    reason = dict(report.batch.rejected)[str(articles / "draft.md")]
+    assert reason == f"a draft ({read_as} in its front matter): not published"
     for feed in every_feed(config):
         assert "北交所草稿" not in feed_ids(config, feed), feed
     assert not (config.output / "topics" / "beijiaosuo.atom").exists() or not feed_ids(
