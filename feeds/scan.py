@@ -25,6 +25,8 @@ from feeds.model import FileStamp
 
 log = logging.getLogger("feeds.scan")
 EDITOR_LEFTOVERS = ("*.swp", "*.swo", "*.swx", "*~", "*.tmp", "*.part", "*.crdownload", "#*#")
+# Hexo's and Jekyll's folder of unpublished posts: nothing below it is read.
+DRAFTS_PART = f"{os.sep}_drafts{os.sep}"
 WARNED_NAMES_MAX = 10_000  # bad names warned about once each (bounded memory)
 BROKEN_LINK = (-1, -1)  # (size, mtime_ns) of a symlink that leads nowhere
 UNLISTED = -2  # size and mtime_ns of the marker stamp of a folder that could not be listed
@@ -47,7 +49,7 @@ def make_filter(config: InputConfig) -> Callable[[str], bool]:
 
     def accept(path: str) -> bool:
         name = path[path.rfind(os.sep) + 1 :]
-        if name.startswith(".") or not included(name) or excluded(name):
+        if name.startswith(".") or not included(name) or excluded(name) or DRAFTS_PART in path:
             return False
         if path_patterns and any(fnmatch.fnmatch(path, p) for p in path_patterns):
             return False

@@ -123,3 +123,16 @@ def test_a_draft_is_not_read_again_until_it_changes(
     assert build(config).batch.rejected
     second = build(config)
     assert second.batch.rejected == [] and second.batch.unchanged == 1
+
+
+def test_posts_in_a_drafts_folder_are_not_read(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    """Hexo (source/_drafts) and Jekyll (_drafts) keep unpublished posts in a folder."""
+    config = make_config()
+    write(articles / "source" / "_drafts" / "a.md", hexo_post("北交所草稿", STORY))
+    write(articles / "_drafts" / "b.md", jekyll_post("北交所另一草稿", STORY))
+    write(articles / "source" / "_posts" / "c.md", hexo_post("央行逆回购", OTHER))
+    report = build(config)
+    assert (report.batch.seen, report.batch.new, report.batch.rejected) == (1, 1, [])
+    assert list(feed_ids(config, "all.atom")) == ["央行逆回购"]
