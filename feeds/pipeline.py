@@ -160,7 +160,7 @@ class Pipeline:
         self.keep_file_index = keep_file_index
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.rules = NormalizeRules.from_config(config)
-        self.accept = make_filter(config.input)
+        self.accept = make_filter(config.input, config.articles)
         self.ingestor = Ingestor(
             store,
             TopicMatcher(config.topics),

@@ -40,8 +40,10 @@ class ScanDiff:
     seen: int
 
 
-def make_filter(config: InputConfig) -> Callable[[str], bool]:
-    """A predicate on a path: is this an article file we should read?"""
+def make_filter(config: InputConfig, roots: Sequence[Path] = ()) -> Callable[[str], bool]:
+    """A predicate on a path: is this an article file we should read? ``roots``: the article
+    folders (a ``_drafts`` folder counts only below one of them)."""
+    root_prefixes = tuple(os.path.join(str(root), "") for root in roots)
     included = _name_matcher(config.include)
     excluded = _name_matcher((*EDITOR_LEFTOVERS, *config.exclude))
     path_patterns = [p for p in config.exclude if "/" in p]
@@ -49,7 +51,9 @@ def make_filter(config: InputConfig) -> Callable[[str], bool]:
 
     def accept(path: str) -> bool:
         name = path[path.rfind(os.sep) + 1 :]
-        if name.startswith(".") or not included(name) or excluded(name) or DRAFTS_PART in path:
+        if name.startswith(".") or not included(name) or excluded(name):
+            return False
+        if DRAFTS_PART in path and _in_drafts_folder(path, root_prefixes):
             return False
         if path_patterns and any(fnmatch.fnmatch(path, p) for p in path_patterns):
             return False
@@ -65,6 +69,11 @@ def make_filter(config: InputConfig) -> Callable[[str], bool]:
         return True
 
     return accept
+
+
+def _in_drafts_folder(path: str, root_prefixes: Sequence[str]) -> bool:
+    below = next((path[len(p) - 1 :] for p in root_prefixes if path.startswith(p)), path)
+    return DRAFTS_PART in below
 
 
 def _name_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:

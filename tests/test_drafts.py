@@ -136,3 +136,14 @@ def test_posts_in_a_drafts_folder_are_not_read(
     report = build(config)
     assert (report.batch.seen, report.batch.new, report.batch.rejected) == (1, 1, [])
     assert list(feed_ids(config, "all.atom")) == ["央行逆回购"]
+
+
+def test_an_article_folder_may_itself_sit_below_a_drafts_folder(
+    tmp_path: Path, make_config: Callable[..., Config]
+) -> None:
+    root = tmp_path / "_drafts" / "news"
+    config = make_config(articles=[str(root)])
+    write(root / "a.md", hexo_post("央行逆回购", OTHER))
+    write(root / "_drafts" / "b.md", hexo_post("北交所草稿", STORY))
+    assert build(config).batch.new == 1
+    assert list(feed_ids(config, "all.atom")) == ["央行逆回购"]
