@@ -329,10 +329,9 @@ class Ingestor:
         self.store.put_file(row, body_key=key, article=done.blob)
         self._sources[parsed.source_slug] = parsed.source_name
         self._shingles.pop(stamp.path)  # derived from the content this replaces
-        if self.dedupe.near:
-            self._texts.put(stamp.path, done.identity)
         self.store.remember_keys(place.item_id, fp, key)
         if self.dedupe.near:
+            self._texts.put(stamp.path, done.identity)
             self.store.add_anchors(place.item_id, done.anchors.all)
         return row
 
@@ -340,23 +339,24 @@ class Ingestor:
         return any(old is None or m.path != old.path for m in self._live(item_id))
 
     def _forget(self, path: str, report: BatchReport) -> None:
+        """A file that is gone: its item keeps it as a tombstone with ``keep_deleted``."""
         self.store.clear_error(path)
-        old = self.store.file(path)
-        if old is None:
-            return
-        if self.keep_deleted:
-            self.store.tombstone_file(path)
-            return
-        self.store.delete_file(path)
-        self._refresh(old.item_id, report)
+        self._drop_file(path, report, keep=self.keep_deleted)
 
     def _withdraw(self, path: str, report: BatchReport) -> None:
         """A file turned into a draft leaves its item, whatever ``keep_deleted`` says: it was
         unpublished, not cleaned away. (A broken file, by contrast, keeps its last good version.)"""
+        self._drop_file(path, report, keep=False)
+
+    def _drop_file(self, path: str, report: BatchReport, *, keep: bool) -> None:
         old = None if self.unseen_paths else self.store.file(path)
-        if old is not None:
-            self.store.delete_file(path)
-            self._refresh(old.item_id, report)
+        if old is None:
+            return
+        if keep:
+            self.store.tombstone_file(path)
+            return
+        self.store.delete_file(path)
+        self._refresh(old.item_id, report)
 
     # -- one item --------------------------------------------------------------------------
 
