@@ -106,11 +106,16 @@ Stamp = tuple[str, int, int]  # (path, size, mtime_ns): a FileStamp without the 
 
 
 def walk(
-    roots: Sequence[Path], accept: Callable[[str], bool], follow_symlinks: bool = True
+    roots: Sequence[Path],
+    accept: Callable[[str], bool],
+    follow_symlinks: bool = True,
+    *,
+    stat: bool = True,
 ) -> Iterator[FileStamp]:
     """Every accepted file under the roots, as paths joined from the root as given; and a
-    marker (``unlisted``) for each folder that could not be listed."""
-    for stamps in _stamps(roots, accept, follow_symlinks):
+    marker (``unlisted``) for each folder that could not be listed. Without ``stat``, files
+    are not stat'ed (size and mtime 0)."""
+    for stamps in _stamps(roots, accept, follow_symlinks, stat=stat):
         for path, size, mtime_ns in sorted(stamps, reverse=True):
             yield FileStamp(path, size, mtime_ns)
 
@@ -135,10 +140,8 @@ def every_path(
     """Every accepted file, in the order ``scan_changes`` lists changed ones, as the walk finds
     them: a first build streams this instead of holding a list of the whole archive. Nothing is
     stat'ed (every file is new, and reading it stats it anyway)."""
-    for stamps in _stamps(roots, accept, follow_symlinks, stat=False):
-        for path, size, _ in sorted(stamps, reverse=True):
-            if size != UNLISTED:
-                yield path
+    listed = walk(roots, accept, follow_symlinks, stat=False)
+    return (stamp.path for stamp in listed if stamp.size != UNLISTED)
 
 
 def _stamps(
