@@ -57,22 +57,24 @@ def _feeds_of_item(item: str) -> str:
     )
 
 
-def _source_gains(row: str) -> str:
-    """The outlet feed that a file row (``NEW``) adds its item to, if it is the first such."""
+def _outlet_if_sole(row: str, others: str = "") -> str:
+    """The outlet feed of a file row's item, if no other file of the item (``others``: a
+    further condition on them) is from that outlet."""
     return (
         f"SELECT 'source:' || {row}.source_slug AS name WHERE {_live(f'{row}.item_id')} "
         f"AND NOT EXISTS (SELECT 1 FROM files WHERE item_id = {row}.item_id "
-        f"AND source_slug = {row}.source_slug AND path <> {row}.path)"
+        f"AND source_slug = {row}.source_slug{others})"
     )
+
+
+def _source_gains(row: str) -> str:
+    """The outlet feed that a file row (``NEW``) adds its item to, if it is the first such."""
+    return _outlet_if_sole(row, f" AND path <> {row}.path")
 
 
 def _source_loses(row: str) -> str:
     """The outlet feed that loses the item of a file row (``OLD``) no longer in the table."""
-    return (
-        f"SELECT 'source:' || {row}.source_slug AS name WHERE {_live(f'{row}.item_id')} "
-        f"AND NOT EXISTS (SELECT 1 FROM files WHERE item_id = {row}.item_id "
-        f"AND source_slug = {row}.source_slug)"
-    )
+    return _outlet_if_sole(row)
 
 
 def _topic_of(row: str) -> str:
