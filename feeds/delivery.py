@@ -351,14 +351,14 @@ class Deliverer:
         now = self.now()
         if not rows or rows[0].next_attempt > now:
             return []
-        budget = self.store.requests_left(webhook.name, now, RATE_WINDOW, webhook.rate_per_minute)
-        if budget <= 0:
+        budget = (RATE_WINDOW, webhook.rate_per_minute)
+        left = self.store.requests_left(webhook.name, now, budget)
+        if left <= 0:
             return []
-        batch = rows[:1] if len(rows) <= budget else rows[:DIGEST_MAX]
+        batch = rows[:1] if len(rows) <= left else rows[:DIGEST_MAX]
         lease = now + timedelta(seconds=webhook.timeout_seconds) + LEASE_MARGIN
         ids = [r.id for r in batch]
-        spend = (RATE_WINDOW, webhook.rate_per_minute)
-        return batch if self.store.claim_for_request(webhook.name, ids, now, lease, spend) else []
+        return batch if self.store.claim_for_request(webhook.name, ids, now, lease, budget) else []
 
     # -- sending ---------------------------------------------------------------------------
 

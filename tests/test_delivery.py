@@ -505,7 +505,7 @@ def test_two_processes_share_one_budget(
         (service if n % 2 else cron).deliver_due()
         clock.advance(1)
     assert len(receiver.received) == 3
-    assert service_store.requests_left("desk", clock(), timedelta(minutes=1), 3) == 0
+    assert service_store.requests_left("desk", clock(), (timedelta(minutes=1), 3)) == 0
 
 
 def test_old_requests_are_forgotten(

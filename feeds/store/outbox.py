@@ -160,8 +160,10 @@ class OutboxMixin:
             )
         return True
 
-    def requests_left(self, webhook: str, now: datetime, window: timedelta, limit: int) -> int:
-        """How many of ``limit`` requests per ``window`` the webhook has left at ``now``."""
+    def requests_left(self, webhook: str, now: datetime, budget: tuple[timedelta, int]) -> int:
+        """How many of its ``budget`` (``limit`` requests per ``window``) the webhook has left
+        at ``now``."""
+        window, limit = budget
         row = self._one(
             "SELECT count(*) FROM alert_requests WHERE webhook = ? AND sent_at > ?",
             (webhook, (now - window).timestamp()),
@@ -179,13 +181,13 @@ class OutboxMixin:
         """``claim_alerts`` and spend one request of the webhook's ``budget`` (``limit``
         requests per ``window``), both or neither: False when the budget is spent (by any
         process using this database, before or since a restart) or a row is taken."""
-        window, limit = budget
+        window = budget[0]
         with self.transaction():
             self._run(
                 "DELETE FROM alert_requests WHERE webhook = ? AND sent_at <= ?",
                 (webhook, (now - window).timestamp()),
             )
-            if self.requests_left(webhook, now, window, limit) <= 0:
+            if self.requests_left(webhook, now, budget) <= 0:
                 return False
             if not self.claim_alerts(ids, now, until):
                 return False
