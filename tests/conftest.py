@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import pytest
 
 from feeds.config import Config, load_config
@@ -131,3 +132,10 @@ def build(config: Config, workers: int = 1) -> Any:
         return Pipeline(config, store, workers=workers).sync()
     finally:
         store.close()
+
+
+def feed_entries(config: Config, relpath: str) -> list[feedparser.FeedParserDict]:
+    """The entries of a written feed, read by feedparser (which must find it well-formed)."""
+    parsed = feedparser.parse((config.output / relpath).read_bytes())
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    return list(parsed.entries)

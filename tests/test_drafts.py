@@ -7,18 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import feedparser
 import pytest
 
 from feeds.config import Config
-from tests.conftest import OTHER, STORY, build, hexo_post, jekyll_post, write
+from tests.conftest import OTHER, STORY, build, feed_entries, hexo_post, jekyll_post, write
 
 
 def feed_ids(config: Config, relpath: str) -> dict[str, str]:
     """title -> guid of a feed's entries."""
-    parsed = feedparser.parse((config.output / relpath).read_bytes())
-    assert parsed.bozo == 0, parsed.get("bozo_exception")
-    return {entry.title: entry.id for entry in parsed.entries}
+    return {entry.title: entry.id for entry in feed_entries(config, relpath)}
 
 
 def every_feed(config: Config) -> list[str]:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import feedparser
 import pytest
 
 from feeds.cli import main
@@ -20,7 +19,7 @@ from feeds.neardup import Shingles, similarity
 from feeds.neardup import shingles as shingles_of
 from feeds.pipeline import Pipeline
 from feeds.store import open_store
-from tests.conftest import build, hexo_post, jekyll_post, write
+from tests.conftest import build, feed_entries, hexo_post, jekyll_post, write
 
 WIRE = [
     "据中国物流与采购联合会数据显示，1—10月全国社会物流总额为261.8万亿元，同比增长10.5%。",
@@ -69,12 +68,6 @@ def item_rows(config: Config) -> list[object]:
         store.close()
 
 
-def entries(config: Config, relpath: str) -> list[feedparser.FeedParserDict]:
-    parsed = feedparser.parse((config.output / relpath).read_bytes())
-    assert parsed.bozo == 0
-    return list(parsed.entries)
-
-
 # --- the pure measure -------------------------------------------------------------------------
 
 
@@ -119,12 +112,12 @@ def test_wire_story_from_two_outlets_is_one_item(config: Config, articles: Path)
     assert report.batch.new == 1 and report.batch.merged == 1
     (item,) = item_rows(config)
     assert sorted(Path(p).name for p in item.paths) == ["36kr.md", "stcn.md"]  # type: ignore[attr-defined]
-    assert len(entries(config, "all.atom")) == 1
+    assert len(feed_entries(config, "all.atom")) == 1
     # each outlet's feed lists the story under that outlet
-    assert len(entries(config, "sources/36kr.atom")) == 1
-    assert len(entries(config, "sources/zhengquanshibaowang.atom")) == 1
+    assert len(feed_entries(config, "sources/36kr.atom")) == 1
+    assert len(feed_entries(config, "sources/zhengquanshibaowang.atom")) == 1
     # the earliest publication wins: 36kr's 06:09 UTC, not stcn's 11:23 Beijing (03:23 UTC)
-    assert entries(config, "all.atom")[0].published.startswith("2021-11-27T03:23:00")
+    assert feed_entries(config, "all.atom")[0].published.startswith("2021-11-27T03:23:00")
 
 
 def test_daily_reports_from_one_template_stay_apart(config: Config, articles: Path) -> None:
@@ -190,10 +183,10 @@ def test_a_member_edit_moves_updated_but_keeps_the_guid(config: Config, articles
     write(articles / "stcn.md", stcn(WIRE), mtime=1_700_000_000)
     member = write(articles / "36kr.md", kr36(WIRE), mtime=1_700_000_000)
     build(config)
-    (first,) = entries(config, "all.atom")
+    (first,) = feed_entries(config, "all.atom")
     write(member, kr36([*WIRE[:2], WIRE[2] + "数据由联合会发布。"]), mtime=1_700_003_600)
     report = build(config)
-    (second,) = entries(config, "all.atom")
+    (second,) = feed_entries(config, "all.atom")
     assert report.batch.new == 0
     assert second.id == first.id
     assert second.updated_parsed > first.updated_parsed

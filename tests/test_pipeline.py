@@ -7,13 +7,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import feedparser
 import pytest
 
 from feeds.config import Config
 from feeds.pipeline import Pipeline
 from feeds.store import open_store
-from tests.conftest import OTHER, STORY, build, hexo_post, jekyll_post, write
+from tests.conftest import OTHER, STORY, build, feed_entries, hexo_post, jekyll_post, write
 from tests.conftest import TOPICS as TOPICS_FOR_TEST
 
 
@@ -26,12 +25,6 @@ def output_files(config: Config) -> dict[str, tuple[bytes, int]]:
                 path.stat().st_mtime_ns,
             )
     return found
-
-
-def entries(config: Config, relpath: str) -> list[feedparser.FeedParserDict]:
-    parsed = feedparser.parse((config.output / relpath).read_bytes())
-    assert parsed.bozo == 0, parsed.get("bozo_exception")
-    return list(parsed.entries)
 
 
 def items(config: Config) -> list[dict[str, object]]:
@@ -64,9 +57,11 @@ def test_build_writes_every_feed_and_reads_back(config: Config, articles: Path) 
         "topics/xinsanban.rss", "topics/zhuanjingtexin.atom",
     }  # fmt: skip
     assert expected <= set(output_files(config))
-    assert [e.title for e in entries(config, "topics/beijiaosuo.atom")] == ["北证50指数创年内新高"]
-    assert entries(config, "topics/xinsanban.rss") == []
-    assert len(entries(config, "all.rss")) == 2
+    assert [e.title for e in feed_entries(config, "topics/beijiaosuo.atom")] == [
+        "北证50指数创年内新高"
+    ]
+    assert feed_entries(config, "topics/xinsanban.rss") == []
+    assert len(feed_entries(config, "all.rss")) == 2
 
 
 def test_second_build_touches_nothing(config: Config, articles: Path) -> None:
@@ -98,23 +93,23 @@ def test_same_story_in_two_dialects_is_one_item(config: Config, articles: Path) 
     assert report.batch.new == 1 and report.batch.merged == 1
     (item,) = items(config)
     assert len(item["paths"]) == 2  # type: ignore[arg-type]
-    assert len(entries(config, "all.atom")) == 1
+    assert len(feed_entries(config, "all.atom")) == 1
     # each outlet's feed still lists the story
-    assert len(entries(config, "sources/zhengquanshibaowang.rss")) == 1
-    assert len(entries(config, "sources/dongfangcaifuwang.rss")) == 1
-    guids = {entries(config, f)[0].id for f in ("all.rss", "sources/zhengquanshibaowang.rss")}
+    assert len(feed_entries(config, "sources/zhengquanshibaowang.rss")) == 1
+    assert len(feed_entries(config, "sources/dongfangcaifuwang.rss")) == 1
+    guids = {feed_entries(config, f)[0].id for f in ("all.rss", "sources/zhengquanshibaowang.rss")}
     assert len(guids) == 1
 
 
 def test_edited_story_is_updated_not_duplicated(config: Config, articles: Path) -> None:
     path = write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY), mtime=1_700_000_000)
     build(config)
-    (first,) = entries(config, "all.atom")
+    (first,) = feed_entries(config, "all.atom")
     edited = hexo_post("北证50指数创年内新高", [*STORY[:1], "更正：成交额约为41亿元。"])
     write(path, edited, mtime=1_700_000_600)
     report = build(config)
     assert report.batch.updated == 1 and report.batch.new == 0
-    (second,) = entries(config, "all.atom")
+    (second,) = feed_entries(config, "all.atom")
     assert second.id == first.id
     assert second.updated_parsed > first.updated_parsed
     assert "更正" in second.content[0].value
@@ -140,8 +135,8 @@ def test_deleted_file_leaves_the_feeds(config: Config, articles: Path) -> None:
     gone.unlink()
     report = build(config)
     assert report.batch.removed == 1
-    assert [e.title for e in entries(config, "all.rss")] == ["央行开展逆回购操作"]
-    assert entries(config, "topics/beijiaosuo.rss") == []
+    assert [e.title for e in feed_entries(config, "all.rss")] == ["央行开展逆回购操作"]
+    assert feed_entries(config, "topics/beijiaosuo.rss") == []
     assert keep.exists()
 
 
@@ -151,7 +146,7 @@ def test_keep_deleted_keeps_items(make_config: Callable[..., Config], articles: 
     build(config)
     gone.unlink()
     build(config)
-    assert [e.title for e in entries(config, "all.rss")] == ["北证50指数创年内新高"]
+    assert [e.title for e in feed_entries(config, "all.rss")] == ["北证50指数创年内新高"]
 
 
 def test_moved_file_keeps_its_id(config: Config, articles: Path) -> None:
@@ -205,7 +200,7 @@ def test_feed_limit_keeps_newest(make_config: Callable[..., Config], articles: P
         text = hexo_post(f"第{day}天的消息", [paragraph], date=date)
         write(articles / f"{day}.md", text)
     build(config)
-    assert [e.title for e in entries(config, "all.rss")] == [
+    assert [e.title for e in feed_entries(config, "all.rss")] == [
         "第6天的消息",
         "第5天的消息",
         "第4天的消息",
@@ -258,7 +253,7 @@ def test_new_topic_in_config_classifies_existing_items(
     config = make_config(topics=topics)
     report = build(config)
     assert report.batch.new == 0 and report.batch.updated == 0
-    assert [e.title for e in entries(config, "topics/zhishu.atom")] == ["北证50指数创年内新高"]
+    assert [e.title for e in feed_entries(config, "topics/zhishu.atom")] == ["北证50指数创年内新高"]
     (item,) = items(config)
     assert "zhishu" in item["topics"]  # type: ignore[operator]
 
@@ -270,7 +265,7 @@ def test_cleanup_rule_change_rewrites_stored_content(
     build(make_config())
     config = make_config(cleanup={"remove_text": ["^本文仅供参考"]})
     build(config)
-    (entry,) = entries(config, "all.atom")
+    (entry,) = feed_entries(config, "all.atom")
     assert "本文仅供参考" not in entry.content[0].value
 
 
@@ -308,12 +303,12 @@ def test_one_store_renders_content_rewritten_under_the_same_dates(
     store = open_store(first.state)
     try:
         Pipeline(first, store, workers=1).sync()
-        assert "ad.png" in entries(first, "all.atom")[0].content[0].value
+        assert "ad.png" in feed_entries(first, "all.atom")[0].content[0].value
         config = make_config(cleanup={"remove_selectors": ["img.ad"]})
         Pipeline(config, store, workers=1).sync()
     finally:
         store.close()
-    (entry,) = entries(config, "all.atom")
+    (entry,) = feed_entries(config, "all.atom")
     assert "ad.png" not in entry.content[0].value
 
 
