@@ -88,7 +88,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     print_summary(report, sys.stdout)
     for path, reason in report.batch.rejected:
         print(f"rejected: {path}: {reason}", file=sys.stderr)
+    if config.websub.hubs and not args.no_ping:
+        ping_hubs(config, report.render.written, sys.stdout)
     return 0
+
+
+def ping_hubs(config: Config, written: list[str], out: TextIO) -> None:
+    """Tell the WebSub hubs which feeds this build changed: one try each (the service retries;
+    a ping missed here is made at the feed's next change, and readers still poll)."""
+    import httpx
+
+    from feeds.websub import HubNotifier, changed_feed_urls
+
+    urls = changed_feed_urls(config.base_url, written)
+    if not urls:
+        return
+    with httpx.Client(follow_redirects=False) as client:
+        notifier = HubNotifier(config.websub.hubs, client)
+        notifier.changed(urls)
+        result = notifier.send_due()
+    failed = len(result.retrying) + len(result.refused)
+    out.write(f"websub: {result.sent} hub ping(s) sent, {failed} failed\n")
 
 
 def print_summary(report: BuildReport, out: TextIO) -> None:
@@ -123,6 +143,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"ok: {len(config.articles)} article folder(s), {len(config.sources)} sources, "
         f"{len(config.topics)} topics, {len(config.webhooks)} webhooks; output {config.output}"
     )
+    if config.websub.hubs:
+        from feeds.websub import unreachable_from_hubs
+
+        problem = unreachable_from_hubs(config.base_url)
+        if problem:
+            print(f"warning: websub.hubs are set, but {problem}; set base_url to the public URL")
     return 0
 
 
@@ -215,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(build)
     build.add_argument("--workers", type=int, default=None, help="parser processes (default: CPUs)")
     build.add_argument("--allow-reissue", action="store_true", help=REISSUE_HELP)
+    build.add_argument(
+        "--no-ping", action="store_true", help="do not tell the WebSub hubs what changed"
+    )
     build.set_defaults(func=cmd_build)
 
     check = sub.add_parser("check-config", help="validate a config file and explain problems")

@@ -151,6 +151,22 @@ class ServiceConfig(_Strict):
     quiet_after_hours: float = Field(default=0, ge=0)
 
 
+class WebSubConfig(_Strict):
+    """WebSub (W3C): the hubs every feed names; each is told when a feed changed."""
+
+    hubs: tuple[str, ...] = ()
+
+    @field_validator("hubs")
+    @classmethod
+    def _hubs_absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for hub in value:
+            if not re.match(r"^https?://[^/\s]+\S*$", hub):
+                raise ValueError(f"hub {hub!r} must be an absolute http(s) URL")
+        if len(set(value)) != len(value):
+            raise ValueError("a hub is listed twice")
+        return value
+
+
 WebhookFormat = Literal["json", "wecom", "dingtalk", "feishu", "slack"]
 WebhookEvent = Literal["item.new", "item.updated"]
 
@@ -193,6 +209,7 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     service: ServiceConfig = ServiceConfig()
     webhooks: tuple[WebhookConfig, ...] = ()
+    websub: WebSubConfig = WebSubConfig()
 
     @field_validator("timezone")
     @classmethod

@@ -148,6 +148,7 @@ class Site:
     description: str
     language: str = "zh-CN"
     author: str = "feeds"
+    hubs: tuple[str, ...] = ()  # WebSub hubs every feed names
 
     def url(self, relpath: str) -> str:
         return self.base_url + relpath.lstrip("/")

@@ -38,6 +38,7 @@ def site_of(config: Config) -> Site:
         description=config.feed.description,
         language=config.language,
         author=config.feed.author,
+        hubs=config.websub.hubs,
     )
 
 

@@ -136,7 +136,7 @@ def config_digest(config: Config, *fields: str) -> str:
 NORMALIZE_FIELDS = (
     "timezone", "language", "feed", "cleanup", "sources", "topics", "input", "dedupe",
 )  # fmt: skip
-RENDER_FIELDS = ("base_url", "feed", "topics", "language")
+RENDER_FIELDS = ("base_url", "feed", "topics", "language", "websub")
 # What stored rows were derived with: rows from other versions are re-derived (every file re-read).
 CODE_VERSIONS = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}"
 

@@ -29,6 +29,7 @@ from lxml import etree
 
 # isort: split
 # After feedgen.feed: feedgen.util, which the extensions import, uses lxml.etree unimported.
+from feedgen.ext.base import BaseExtension
 from feedgen.ext.dc import DcEntryExtension, DcExtension
 from feedgen.ext.media import MediaEntryExtension, MediaExtension
 
@@ -36,6 +37,7 @@ from feeds.model import FeedItem, FeedKey, FeedKind, FeedMeta, Site
 from feeds.text import xml_safe
 
 GENERATOR: Final = "feeds"
+ATOM_NS: Final = "http://www.w3.org/2005/Atom"
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 INDEX_PATH: Final = "index.html"
 OPML_PATH: Final = "feeds.opml"
@@ -119,8 +121,27 @@ def _base_generator(meta: FeedMeta, site: Site, fmt: str) -> Any:
     fg.language(xml_safe(site.language))
     fg.generator(GENERATOR)
     fg.link(href=feed_url(meta.key, fmt, site), rel="self", type=MEDIA_TYPES[fmt])
+    if fmt == "atom":
+        for hub in site.hubs:
+            fg.link(href=hub, rel="hub")
+    elif site.hubs:  # feedgen writes only the "self" atom:link into RSS
+        fg.register_extension("websub", HubLinks, atom=False, rss=True)
+        fg.websub.hubs = site.hubs
+    # Last: feedgen takes the RSS channel <link> from the last link given.
     fg.link(href=site.url(INDEX_PATH), rel="alternate", type="text/html")
     return fg
+
+
+class HubLinks(BaseExtension):  # type: ignore[misc]
+    """``<atom:link rel="hub">`` in an RSS channel (WebSub discovery, as Atom feeds carry it)."""
+
+    hubs: tuple[str, ...] = ()
+
+    def extend_rss(self, feed: Any) -> Any:
+        channel = feed[0]
+        for hub in self.hubs:
+            etree.SubElement(channel, f"{{{ATOM_NS}}}link", href=hub, rel="hub")
+        return feed
 
 
 # --- entries, serialized once ---------------------------------------------------------------

@@ -26,7 +26,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -55,6 +55,7 @@ CONTENT_TYPES: Mapping[str, str] = {
     ".html": "text/html; charset=utf-8",
     ".xml": "application/xml; charset=utf-8",
 }
+FEED_SUFFIXES = (".rss", ".atom")
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW_HEADER = ", ".join(ALLOWED_METHODS)
 MAX_URL_BYTES = 2048  # path + query; longer -> 414
@@ -316,6 +317,11 @@ def _artefact_response(
     return Response(body, headers=headers)  # Starlette drops the body for HEAD
 
 
+def websub_links(hubs: Sequence[str], self_url: str) -> str:
+    """The ``Link`` header WebSub subscribers look for: the hubs, and the feed's own URL."""
+    return ", ".join([*(f'<{hub}>; rel="hub"' for hub in hubs), f'<{self_url}>; rel="self"'])
+
+
 def _jsonable(value: object) -> object:
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -408,8 +414,11 @@ def create_app(
     max_age: int = 300,
     health: Callable[[], Health],
     registry: prometheus_client.CollectorRegistry,
+    hubs: Sequence[str] = (),
+    base_url: str = "",
 ) -> Starlette:
-    """The ASGI app serving ``output_dir`` plus ``/healthz`` and ``/metrics``."""
+    """The ASGI app serving ``output_dir`` plus ``/healthz`` and ``/metrics``. With WebSub
+    ``hubs``, feeds carry a ``Link`` header naming them and the feed's URL under ``base_url``."""
     root_real = os.path.realpath(output_dir)
     cache = _ArtefactCache()
     cache_control = f"public, max-age={max(0, int(max_age))}"
@@ -427,7 +436,10 @@ def create_app(
         artefact = await run_in_threadpool(lookup, segments) if content_type else None
         if artefact is None or content_type is None:
             return _not_found()
-        return _artefact_response(request, artefact, content_type, cache_control)
+        response = _artefact_response(request, artefact, content_type, cache_control)
+        if hubs and segments[-1].endswith(FEED_SUFFIXES):
+            response.headers["Link"] = websub_links(hubs, base_url + "/".join(segments))
+        return response
 
     async def healthz(request: Request) -> Response:
         state = await run_in_threadpool(health)

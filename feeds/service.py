@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +33,9 @@ from feeds.pipeline import BuildReport, Pipeline
 from feeds.server import Health, ServerThread, create_app
 from feeds.store import Store, open_store
 from feeds.watch import ArticleWatcher, Batch
+
+if TYPE_CHECKING:
+    from feeds.websub import WebSubHooks
 
 log = logging.getLogger("feeds.service")
 SHUTDOWN_SECONDS = 8.0
@@ -62,6 +65,9 @@ class Metrics:
         )
         self.deliveries = Counter(
             "feeds_alert_deliveries", "Webhook delivery attempts", ["result"], registry=r
+        )
+        self.websub_pings = Counter(
+            "feeds_websub_pings", "WebSub hub pings", ["result"], registry=r
         )
         self.newest_item = Gauge(
             "feeds_newest_item_timestamp_seconds",
@@ -116,6 +122,7 @@ class Service:
         self.metrics.registry.register(SourceFreshness(self.store))
         self._lock = threading.Lock()
         self._alerts = _alert_hooks(config, self.store, self.metrics)
+        self._websub = _websub_hooks(config, self.metrics)
         self.pipeline = Pipeline(
             config,
             self.store,
@@ -184,6 +191,8 @@ class Service:
             )  # fmt: skip
         if batch.events:
             self._alerts.wake()
+        if render.written and self._websub is not None:
+            self._websub.changed(render.written)
 
     def rescan_if_events_were_lost(self) -> None:
         if self.watcher.consume_overflow():
@@ -220,6 +229,8 @@ class Service:
         }
         if self.state.last_error:
             detail["last_error"] = self.state.last_error
+        if self._websub is not None:
+            detail["websub_pending"] = self._websub.notifier.pending
         quiet = self._quiet_for(now)
         if quiet is not None:
             detail["quiet"] = (
@@ -253,6 +264,8 @@ class Service:
                 max_age=self.config.server.max_age,
                 health=self.health,
                 registry=self.metrics.registry,
+                hubs=self.config.websub.hubs,
+                base_url=self.config.base_url,
             )
             self.server = ServerThread(app, host, port)
             self.server.start()
@@ -268,6 +281,8 @@ class Service:
         )
         self.scheduler.add_job(self.housekeeping, "interval", hours=6, id="housekeeping")
         self._alerts.schedule(self.scheduler)
+        if self._websub is not None:
+            self._websub.schedule(self.scheduler)
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -278,6 +293,8 @@ class Service:
             self.server.stop()
         with self._lock:
             self._alerts.close()
+            if self._websub is not None:
+                self._websub.close()
             self.store.close()
         log.info("stopped")
 
@@ -301,6 +318,17 @@ def _alert_hooks(config: Config, store: Store, metrics: Metrics) -> Any:
     from feeds.service_alerts import AlertHooks
 
     return AlertHooks(config, store, metrics.deliveries)
+
+
+def _websub_hooks(config: Config, metrics: Metrics) -> WebSubHooks | None:
+    if not config.websub.hubs:
+        return None
+    from feeds.websub import WebSubHooks
+
+    pings = metrics.websub_pings
+    return WebSubHooks(
+        config.base_url, config.websub.hubs, lambda result, n: pings.labels(result).inc(n)
+    )
 
 
 def run_service(config: Config, args: argparse.Namespace) -> int:

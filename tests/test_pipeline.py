@@ -370,3 +370,24 @@ def test_first_build_over_kept_deleted_files_looks_them_up(
     report = build(config)
     assert (report.batch.new, report.batch.updated) == (0, 1)
     assert [i["id"] for i in items(config)] == [before["id"]]
+
+
+def test_the_wal_a_bulk_ingest_grew_is_cut_back(make_config: Callable[..., Config]) -> None:
+    """A long-running service's WAL does not stay at the size a first build grew it to."""
+    from feeds.store.sqlite import WAL_SIZE_LIMIT
+
+    store = open_store(make_config().state)
+    wal = Path(f"{store.path}-wal")
+    try:
+        with store.bulk_writes():  # checkpoints are rare meanwhile: the WAL grows
+            for n in range(24):
+                with store.transaction():
+                    store.set_meta(f"bulk{n}", os.urandom(512 * 1024).hex())  # 1 MB each
+        assert wal.stat().st_size > WAL_SIZE_LIMIT
+        for n in range(3):  # ordinary writes afterwards: a checkpoint, then the WAL restarts
+            with store.transaction():
+                store.set_meta("small", str(n))
+        assert wal.stat().st_size <= WAL_SIZE_LIMIT
+        assert store.get_meta("bulk23") is not None
+    finally:
+        store.close()
