@@ -288,6 +288,8 @@ class Service:
     def stop(self) -> None:
         log.info("stopping")
         self.watcher.stop(timeout=SHUTDOWN_SECONDS / 2)  # flushes settled changes first
+        if self._websub is not None:
+            self._websub.stop()
         self.scheduler.shutdown(wait=True)
         if self.server is not None:
             self.server.stop()

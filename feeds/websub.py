@@ -94,6 +94,7 @@ class HubNotifier:
         self.clock = clock
         self._pings: dict[tuple[str, str], _Ping] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     @property
     def pending(self) -> int:
@@ -119,29 +120,47 @@ class HubNotifier:
             return min((ping.due for ping in self._pings.values()), default=None)
 
     def send_due(self) -> PingReport:
+        """Send every due ping. A hub that fails one is not asked again in this round (its
+        other due pings wait for the same retry): a hub that hangs costs one timeout, not one
+        per feed. ``stop()`` ends the round after the ping in flight."""
         report = PingReport()
         now = self.clock()
         with self._lock:
             due = [(key, ping.version) for key, ping in self._pings.items() if ping.due <= now]
+        failing: dict[str, str] = {}
         for (hub, url), version in due:
-            retry, reason = self._publish(hub, url)
-            with self._lock:
-                ping = self._pings[(hub, url)]
-                if reason is None or not retry:
-                    if ping.version == version:
-                        del self._pings[(hub, url)]
-                    else:  # changed again while this ping was in flight: ping again
-                        ping.attempts, ping.due = 0, self.clock()
-                else:
-                    ping.attempts += 1
-                    backoff = FIRST_RETRY_SECONDS * 2 ** (ping.attempts - 1)
-                    ping.due = self.clock() + min(backoff, MAX_RETRY_SECONDS)
+            if self._stopping.is_set():
+                break
+            reason: str | None
+            if hub in failing:
+                retry, reason = True, failing[hub]
+            else:
+                retry, reason = self._publish(hub, url)
+                if reason is not None and retry:
+                    failing[hub] = reason
+            self._settle(hub, url, version, retry=retry, failed=reason is not None)
             if reason is None:
                 report.sent += 1
             else:
                 (report.retrying if retry else report.refused).append((hub, url, reason))
         _log_failures(report)
         return report
+
+    def stop(self) -> None:
+        """Make a ``send_due`` running in another thread return soon (at shutdown)."""
+        self._stopping.set()
+
+    def _settle(self, hub: str, url: str, version: int, *, retry: bool, failed: bool) -> None:
+        with self._lock:
+            ping = self._pings[(hub, url)]
+            if failed and retry:
+                ping.attempts += 1
+                backoff = FIRST_RETRY_SECONDS * 2 ** (ping.attempts - 1)
+                ping.due = self.clock() + min(backoff, MAX_RETRY_SECONDS)
+            elif ping.version == version:
+                del self._pings[(hub, url)]
+            else:  # changed again while this ping was in flight: ping again
+                ping.attempts, ping.due = 0, self.clock()
 
     def _publish(self, hub: str, url: str) -> tuple[bool, str | None]:
         """(retry?, failure reason or None for success)."""
@@ -217,6 +236,10 @@ class WebSubHooks:
             id=JOB_ID,
             next_run_time=datetime.now(UTC),  # what the catch-up before the start changed
         )
+
+    def stop(self) -> None:
+        """Before the scheduler's shutdown: a ping round in progress ends after one request."""
+        self.notifier.stop()
 
     def close(self) -> None:
         self.client.close()

@@ -148,6 +148,34 @@ def test_an_unreachable_hub_is_retried_and_a_refusing_one_is_not(hub: Receiver) 
     assert notifier.pending == 1  # only the unreachable hub's ping waits
 
 
+def test_a_failing_hub_costs_one_request_per_round(hub: Receiver) -> None:
+    hub.reply(Reply(503, "down"))
+    feeds = [f"https://f.example.org/sources/s{n}.rss" for n in range(5)]
+    with httpx.Client() as client:
+        notifier = HubNotifier([hub.url()], client)
+        notifier.changed(feeds)
+        report = notifier.send_due()
+    assert len(hub.received) == 1  # not five: the others wait for the same retry
+    assert [url for _, url, _ in report.retrying] == feeds
+    assert notifier.pending == 5
+
+
+def test_stopping_ends_a_round_after_the_ping_in_flight(hub: Receiver) -> None:
+    with httpx.Client() as client:
+        notifier = HubNotifier([hub.url()], client)
+        notifier.changed([f"https://f.example.org/sources/s{n}.rss" for n in range(5)])
+        original = client.post
+
+        def post_then_stop(*args: object, **kwargs: object) -> httpx.Response:
+            response = original(*args, **kwargs)  # type: ignore[arg-type]
+            notifier.stop()  # the service is shutting down meanwhile
+            return response
+
+        client.post = post_then_stop  # type: ignore[method-assign]
+        assert notifier.send_due().sent == 1
+    assert len(hub.received) == 1 and notifier.pending == 4
+
+
 def test_a_feed_changed_during_its_ping_is_pinged_again(hub: Receiver) -> None:
     with httpx.Client() as client:
         notifier = HubNotifier([hub.url()], client)
