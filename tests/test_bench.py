@@ -131,3 +131,10 @@ def test_bench_prepare(tmp_path: Path) -> None:
     for stage in ("parse_file", "clean_body", "identity", "anchors", "encode_article"):
         assert re.search(rf"^{stage} +[\d.]+  [\d.]+ [\d.]+$", out, re.M), out
     assert re.search(r"^prepare\(\) whole +[\d.]+", out, re.M)
+
+
+def test_anchor_ids_ab(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    out = run_bench("bench.anchor_ids_ab", tmp_path, "--n", "50")
+    assert re.search(r"^text ids: insert\+commit [\d.]+ s", out, re.M), out
+    assert re.search(r"^int  ids: insert\+commit [\d.]+ s", out, re.M), out
