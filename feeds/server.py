@@ -44,6 +44,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from feeds.feedfilter import FeedFilter, FilterError, filter_feed
+
 __all__ = ["CONTENT_TYPES", "Health", "ServerThread", "create_app"]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ MAX_URL_BYTES = 2048  # path + query; longer -> 414
 MAX_HEADER_BYTES = 8 * 1024  # header names + values -> 431; h11 refuses larger partial reads
 CACHE_ENTRIES = 256
 CACHE_BYTES = 128 * 1024 * 1024  # body + gzip bytes held by the artefact cache
+FILTERED_CACHE_ENTRIES = 64
+FILTERED_CACHE_BYTES = 32 * 1024 * 1024
 GZIP_LEVEL = 6
 ETAG_HEX_CHARS = 32  # 128 bits of SHA-256
 INDEX_FILE = "index.html"
@@ -119,11 +123,14 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 
 
 def _build_artefact(body: bytes, st: os.stat_result) -> _Artefact:
+    return _artefact_of(body, _identity(st), st.st_mtime_ns // 1_000_000_000)
+
+
+def _artefact_of(body: bytes, identity: tuple[int, ...], mtime: int) -> _Artefact:
     digest = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
     packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-    mtime = st.st_mtime_ns // 1_000_000_000
     return _Artefact(
-        identity=_identity(st),
+        identity=identity,
         body=body,
         gzipped=packed if len(packed) < len(body) else None,
         etag=f'"{digest}"',
@@ -167,6 +174,16 @@ class _ArtefactCache:
         artefact = _build_artefact(body, st)
         if _identity(after) == artefact.identity and len(body) == st.st_size:
             self._put(real_path, artefact)
+        return artefact
+
+    def derived(self, key: str, base: _Artefact, make: Callable[[bytes], bytes]) -> _Artefact:
+        """``make(base.body)`` as an artefact of its own (a filtered feed), kept under ``key``
+        while the file ``base`` was read from stays the same."""
+        cached = self._get(key, base.identity)
+        if cached is not None:
+            return cached
+        artefact = _artefact_of(make(base.body), base.identity, base.mtime)
+        self._put(key, artefact)
         return artefact
 
     def _get(self, key: str, identity: tuple[int, ...]) -> _Artefact | None:
@@ -421,11 +438,19 @@ def create_app(
     ``hubs``, feeds carry a ``Link`` header naming them and the feed's URL under ``base_url``."""
     root_real = os.path.realpath(output_dir)
     cache = _ArtefactCache()
+    # Filtered feeds apart: any number of distinct queries cannot push the files out.
+    filtered = _ArtefactCache(FILTERED_CACHE_ENTRIES, FILTERED_CACHE_BYTES)
     cache_control = f"public, max-age={max(0, int(max_age))}"
 
-    def lookup(segments: list[str]) -> _Artefact | None:
+    def lookup(segments: list[str], wanted: FeedFilter | None, url: str) -> _Artefact | None:
         real = _resolve(root_real, segments)
-        return cache.load(real) if real is not None else None
+        artefact = cache.load(real) if real is not None else None
+        if artefact is None or wanted is None:
+            return artefact
+        own_url = f"{url}?{wanted.query()}"
+        return filtered.derived(
+            f"{real}?{wanted.query()}", artefact, lambda body: filter_feed(body, wanted, own_url)
+        )
 
     async def serve_file(request: Request) -> Response:
         segments = _request_segments(request.scope)
@@ -433,12 +458,21 @@ def create_app(
             return _not_found()
         segments = segments or [INDEX_FILE]
         content_type = _content_type(segments[-1])
-        artefact = await run_in_threadpool(lookup, segments) if content_type else None
-        if artefact is None or content_type is None:
+        if content_type is None:
+            return _not_found()
+        is_feed = segments[-1].endswith(FEED_SUFFIXES)
+        url = (base_url or str(request.base_url)) + "/".join(segments)
+        query: bytes = request.scope.get("query_string", b"")
+        try:
+            wanted = FeedFilter.from_query(query) if is_feed and query else None
+        except FilterError as exc:
+            return _plain(400, f"Bad Request: {exc}")
+        artefact = await run_in_threadpool(lookup, segments, wanted, url)
+        if artefact is None:
             return _not_found()
         response = _artefact_response(request, artefact, content_type, cache_control)
-        if hubs and segments[-1].endswith(FEED_SUFFIXES):
-            response.headers["Link"] = websub_links(hubs, base_url + "/".join(segments))
+        if hubs and is_feed and wanted is None:  # hubs are told of the unfiltered feeds only
+            response.headers["Link"] = websub_links(hubs, url)
         return response
 
     async def healthz(request: Request) -> Response:

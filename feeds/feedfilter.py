@@ -1,0 +1,174 @@
+"""Subscribers' own filters on a served feed: ``all.rss?filter=北交所|北证&filterout=广告&limit=9``.
+
+The parameter names are RSSHub's (``filter``, ``filter_title``, ``filterout``,
+``filterout_title``, ``limit``), so links people already write keep working. Values are plain
+words, ``|`` between alternatives, matched the way topic keywords are (NFKC, case and
+traditional/simplified Chinese folded): no regular expressions, so no query can make the
+server slow. Every ``filter*`` given must match and no ``filterout*`` may; ``filter`` and
+``filterout`` look at the title, summary, content, categories and outlet, the ``_title`` forms
+at the title only. ``limit`` keeps the newest N. A filtered feed is cut from the feed file as
+written (its newest ``feed.limit`` items), names the filtered URL as its own, and names no
+WebSub hub (hubs are told of the unfiltered feeds only).
+
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
+
+from lxml import etree
+
+from feeds.text import fold
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
+DC = "{http://purl.org/dc/elements/1.1/}"
+WORD_PARAMS = ("filter", "filter_title", "filterout", "filterout_title")
+PARAMS = (*WORD_PARAMS, "limit")
+MAX_WORDS = 64  # alternatives over all parameters
+_TAG = re.compile(r"<[^>]*>")
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+
+
+class FilterError(ValueError):
+    """A filter parameter that cannot be used (the message says which and why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFilter:
+    include: tuple[str, ...] = ()  # folded alternatives: one must be in the item's text
+    include_title: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # none may be in the item's text
+    exclude_title: tuple[str, ...] = ()
+    limit: int | None = None
+
+    @classmethod
+    def from_query(cls, query: bytes) -> FeedFilter | None:
+        """The filter a query string asks for; None when it names no filter parameter (other
+        parameters, such as a reader's cache buster, are ignored). Values are UTF-8, as
+        readers percent-encode what the subscriber typed."""
+        text = query.decode("utf-8", "replace")
+        given: dict[str, list[str]] = {}
+        for name, value in parse_qsl(text, keep_blank_values=True):
+            if name in PARAMS:
+                given.setdefault(name, []).append(value)
+        if not given:
+            return None
+        words = {name: _alternatives(given.get(name, ())) for name in WORD_PARAMS}
+        if sum(len(found) for found in words.values()) > MAX_WORDS:
+            raise FilterError(f"at most {MAX_WORDS} words in all filter parameters")
+        return cls(
+            include=words["filter"],
+            include_title=words["filter_title"],
+            exclude=words["filterout"],
+            exclude_title=words["filterout_title"],
+            limit=_limit(given.get("limit", ())),
+        )
+
+    def query(self) -> str:
+        """The canonical query string of this filter (the filtered feed's own URL ends so)."""
+        pairs = [
+            (name, "|".join(words))
+            for name, words in zip(
+                WORD_PARAMS,
+                (self.include, self.include_title, self.exclude, self.exclude_title),
+                strict=True,
+            )
+            if words
+        ]
+        if self.limit is not None:
+            pairs.append(("limit", str(self.limit)))
+        return urlencode(pairs)
+
+    def keeps(self, title: str, text: str) -> bool:
+        """``title`` and ``text`` (title, summary, content, categories, outlet) are folded."""
+        return (
+            _any_in(self.include, text, default=True)
+            and _any_in(self.include_title, title, default=True)
+            and not _any_in(self.exclude, text, default=False)
+            and not _any_in(self.exclude_title, title, default=False)
+        )
+
+
+def _alternatives(values: Iterable[str]) -> tuple[str, ...]:
+    words = (fold(word).strip() for value in values for word in value.split("|"))
+    return tuple(dict.fromkeys(word for word in words if word))
+
+
+def _limit(values: Iterable[str]) -> int | None:
+    found = None
+    for value in values:
+        if not value.strip().isdigit() or int(value) < 1:
+            raise FilterError(f"limit must be a whole number above 0, not {value!r}")
+        found = int(value) if found is None else min(found, int(value))
+    return found
+
+
+def _any_in(words: tuple[str, ...], text: str, *, default: bool) -> bool:
+    return any(word in text for word in words) if words else default
+
+
+def filter_feed(document: bytes, wanted: FeedFilter, own_url: str) -> bytes:
+    """The RSS 2.0 or Atom ``document`` with only the items ``wanted`` keeps."""
+    root = etree.fromstring(document, _PARSER)
+    fields: Callable[[etree._Element], tuple[str, str]]
+    if root.tag == "rss":
+        parent, items, links = root.find("channel"), root.findall("channel/item"), f"{ATOM}link"
+        if parent is None:
+            raise FilterError("not an RSS 2.0 feed")
+        fields = _rss_fields
+    elif root.tag == f"{ATOM}feed":
+        parent, items, links = root, root.findall(f"{ATOM}entry"), f"{ATOM}link"
+        fields = _atom_fields
+        feed_id = root.find(f"{ATOM}id")
+        if feed_id is not None:
+            feed_id.text = own_url
+    else:
+        raise FilterError("not a feed")
+    kept = 0
+    for item in items:
+        title, text = fields(item)
+        if kept == wanted.limit or not wanted.keeps(fold(title), fold(text)):
+            parent.remove(item)
+        else:
+            kept += 1
+    for link in parent.findall(links):
+        if link.get("rel") == "hub":
+            parent.remove(link)
+        elif link.get("rel") == "self":
+            link.set("href", own_url)
+    data: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return data + b"\n"
+
+
+def _plain(markup: str | None) -> str:
+    return html.unescape(_TAG.sub(" ", markup or ""))
+
+
+def _rss_fields(item: etree._Element) -> tuple[str, str]:
+    title = item.findtext("title") or ""
+    parts = [
+        title,
+        _plain(item.findtext("description")),
+        _plain(item.findtext(f"{CONTENT}encoded")),
+        item.findtext(f"{DC}creator") or "",
+        *(category.text or "" for category in item.findall("category")),
+    ]
+    return title, "\n".join(parts)
+
+
+def _atom_fields(entry: etree._Element) -> tuple[str, str]:
+    title = entry.findtext(f"{ATOM}title") or ""
+    parts = [
+        title,
+        _plain(entry.findtext(f"{ATOM}summary")),
+        _plain(entry.findtext(f"{ATOM}content")),
+        *(name.text or "" for name in entry.findall(f"{ATOM}author/{ATOM}name")),
+        *(category.get("term", "") for category in entry.findall(f"{ATOM}category")),
+    ]
+    return title, "\n".join(parts)

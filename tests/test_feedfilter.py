@@ -1,0 +1,187 @@
+"""Subscribers' filters on served feeds (``?filter=…&filterout=…&limit=…``): parsed from real
+query strings, applied to feeds the pipeline wrote, served by the real server on 127.0.0.1 and
+read back by feedparser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import feedparser
+import httpx
+import prometheus_client
+import pytest
+
+from feeds.config import Config
+from feeds.feedfilter import MAX_WORDS, FeedFilter, FilterError, filter_feed
+from feeds.server import Health, ServerThread, create_app
+from tests.conftest import build, hexo_post, jekyll_post, write
+
+BASE = "https://feeds.example.org/"
+HUB = "https://hub.example.com/"
+STORIES = {
+    "a.md": hexo_post(
+        "北交所发布新规", ["北交所今日发布新规，优化发行上市审核流程。"],
+        date="Tue, 14 May 2024 01:00:00 GMT",
+    ),
+    "b.md": jekyll_post(
+        "北證50指數走強", ["北证50指数今日上涨，成交额放大。"],
+        date="2024-05-14 10:00:00 +0800", link="https://finance.example.com/a/1.html",
+    ),
+    "c.md": hexo_post(
+        "新三板挂牌公司推广活动", ["广告：新三板挂牌服务，欢迎咨询。"],
+        date="Tue, 14 May 2024 03:00:00 GMT",
+    ),
+    "d.md": jekyll_post(
+        "央行开展逆回购操作", ["人民银行今日开展100亿元7天期逆回购操作。"],
+        date="2024-05-14 12:00:00 +0800", link="https://finance.example.com/a/2.html",
+    ),
+}  # fmt: skip
+STORY_TITLES = {"a.md": "北交所发布新规", "b.md": "北證50指數走強",
+                "c.md": "新三板挂牌公司推广活动", "d.md": "央行开展逆回购操作"}  # fmt: skip
+
+
+@pytest.fixture
+def built(make_config: Callable[..., Config], tmp_path: Path) -> Config:
+    config = make_config(base_url=BASE, websub={"hubs": [HUB]})
+    for name, text in STORIES.items():
+        write(tmp_path / "articles" / name, text)
+    build(config)
+    return config
+
+
+@pytest.fixture
+def server(built: Config) -> Iterator[str]:
+    def health() -> Health:
+        return Health(ok=True, last_scan=None, items=0, files_pending=0, alert_backlog=0)
+
+    app = create_app(
+        built.output,
+        health=health,
+        registry=prometheus_client.CollectorRegistry(),
+        hubs=(HUB,),
+        base_url=BASE,
+    )
+    running = ServerThread(app, "127.0.0.1", 0)
+    running.start()
+    try:
+        yield f"http://127.0.0.1:{running.port}"
+    finally:
+        running.stop()
+
+
+def titles(data: bytes) -> list[str]:
+    parsed = feedparser.parse(data)
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    return [entry.title for entry in parsed.entries]
+
+
+def links(data: bytes) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for link in feedparser.parse(data).feed.links:
+        found.setdefault(link.rel, []).append(link.href)
+    return found
+
+
+# --- the query ---------------------------------------------------------------------------------
+
+
+def test_a_query_is_read_as_utf_8_and_folded() -> None:
+    encoded = FeedFilter.from_query(b"filter=%E5%8C%97%E4%BA%A4%E6%89%80%7C%E5%8C%97%E8%AD%89")
+    assert encoded is not None
+    assert encoded.include == ("北交所", "北证")  # 北證 folded to simplified
+
+
+def test_other_parameters_are_no_filter() -> None:
+    assert FeedFilter.from_query(b"_=1700000000&utm_source=reader") is None
+    assert FeedFilter.from_query(b"limit=5&_=1") == FeedFilter(limit=5)
+
+
+@pytest.mark.parametrize("query", [b"limit=0", b"limit=-3", b"limit=ten", b"limit="])
+def test_a_bad_limit_is_refused_with_a_reason(query: bytes) -> None:
+    with pytest.raises(FilterError, match="limit must be a whole number"):
+        FeedFilter.from_query(query)
+
+
+def test_too_many_words_are_refused() -> None:
+    words = "|".join(f"w{n}" for n in range(MAX_WORDS + 1))
+    with pytest.raises(FilterError, match="at most"):
+        FeedFilter.from_query(f"filter={words}".encode())
+
+
+# --- the filtered document ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom"])
+def test_filters_keep_matching_items_newest_first(built: Config, fmt: str) -> None:
+    document = (built.output / f"all.{fmt}").read_bytes()
+    # newest first (the hexo outlet's "GMT" is Beijing time)
+    assert titles(document) == [STORY_TITLES[name] for name in ("d.md", "b.md", "c.md", "a.md")]
+
+    def apply(query: str) -> list[str]:
+        wanted = FeedFilter.from_query(query.encode())
+        assert wanted is not None
+        return titles(filter_feed(document, wanted, f"{BASE}all.{fmt}?{wanted.query()}"))
+
+    assert apply("filter=北交所|北证") == ["北證50指數走強", "北交所发布新规"]
+    assert apply("filter=新三板|北交所&filterout=广告") == ["北交所发布新规"]  # body has 广告
+    assert apply("filter_title=北证") == ["北證50指數走強"]  # traditional title, folded
+    assert apply("filterout_title=北交所|央行") == ["北證50指數走強", "新三板挂牌公司推广活动"]
+    assert apply("limit=2") == ["央行开展逆回购操作", "北證50指數走強"]
+    assert apply("filter=今日&limit=1") == ["央行开展逆回购操作"]
+    assert apply("filter=不存在的词") == []
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom"])
+def test_a_filtered_feed_names_itself_and_no_hub(built: Config, fmt: str) -> None:
+    document = (built.output / f"all.{fmt}").read_bytes()
+    assert links(document)["hub"] == [HUB]
+    own = f"{BASE}all.{fmt}?filter=%E5%8C%97"
+    filtered = filter_feed(document, FeedFilter(include=("北",)), own)
+    assert links(filtered)["self"] == [own]
+    assert "hub" not in links(filtered)  # hubs are only told of the unfiltered feeds
+    if fmt == "atom":
+        assert feedparser.parse(filtered).feed.id == own
+
+
+# --- served ------------------------------------------------------------------------------------
+
+
+def test_served_filters(server: str, built: Config) -> None:
+    plain = httpx.get(f"{server}/all.rss")
+    assert 'rel="hub"' in plain.headers["link"]
+    filtered = httpx.get(f"{server}/all.rss", params={"filter": "北交所|北证"})
+    assert filtered.status_code == 200
+    assert filtered.headers["content-type"] == "application/rss+xml; charset=utf-8"
+    assert titles(filtered.content) == ["北證50指數走強", "北交所发布新规"]
+    assert "link" not in filtered.headers
+    assert filtered.headers["etag"] != plain.headers["etag"]
+    again = httpx.get(
+        f"{server}/all.rss",
+        params={"filter": "北交所|北证"},
+        headers={"If-None-Match": filtered.headers["etag"]},
+    )
+    assert again.status_code == 304
+
+    unrelated = httpx.get(f"{server}/all.rss", params={"_": "1700000000"})
+    assert unrelated.content == plain.content
+    bad = httpx.get(f"{server}/all.atom", params={"limit": "0"})
+    assert bad.status_code == 400 and "limit must be a whole number" in bad.text
+    index = httpx.get(f"{server}/index.html", params={"filter": "北交所"})
+    assert index.status_code == 200 and b"<html" in index.content.lower()
+
+
+def test_a_served_filter_follows_the_feed_it_cuts(server: str, built: Config) -> None:
+    params = {"filter_title": "北交所"}
+    first = httpx.get(f"{server}/topics/beijiaosuo.atom", params=params)
+    assert titles(first.content) == ["北交所发布新规"]
+    write(
+        built.articles[0] / "e.md",
+        hexo_post(
+            "北交所再发新规", ["北交所今日再次发布新规。"], date="Wed, 15 May 2024 01:00:00 GMT"
+        ),
+    )
+    build(built)
+    second = httpx.get(f"{server}/topics/beijiaosuo.atom", params=params)
+    assert titles(second.content) == ["北交所再发新规", "北交所发布新规"]
+    assert second.headers["etag"] != first.headers["etag"]
