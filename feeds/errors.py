@@ -32,6 +32,9 @@ class Unpublished(ArticleError):
     """A post its front matter marks as not published (``draft: true``, ``published: false``)."""
 
 
+DRAFT_REASON = "a draft"  # how an Unpublished file's recorded reason begins
+
+
 class StoreError(FeedsError):
     """The state store failed; the operation can be retried."""
 

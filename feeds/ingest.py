@@ -139,14 +139,16 @@ class BatchReport:
     removed: int = 0
     merged: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected_news: int = 0  # of those, new files or new reasons (not a retry failing again)
     events: int = 0  # item events emitted (alert sinks got them; a build may emit 100,000)
 
     def add(self, other: BatchReport) -> None:
-        for name in ("seen", "new", "updated", "unchanged", "removed", "merged", "events"):
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejected.extend(other.rejected)
 
 
+_COUNTS = ("seen", "new", "updated", "unchanged", "removed", "merged", "rejected_news", "events")
 EventSink = Callable[[Store, ItemEvent], None]
 
 
@@ -222,6 +224,7 @@ class Ingestor:
         if self.store.record_error(
             error.path, error.reason, stamp.size, stamp.mtime_ns, self.now()
         ):
+            report.rejected_news += 1
             (log.info if unpublished else log.warning)("rejected %s: %s", error.path, error.reason)
 
     def _accept(self, stamp: FileStamp, parsed: Parsed, report: BatchReport) -> None:

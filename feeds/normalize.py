@@ -17,7 +17,7 @@ from feeds.classify import UNKNOWN_SOURCE, Outlet, SourceResolver
 from feeds.clean import clean_body, html_to_text, markdown_to_html, summarize
 from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
-from feeds.errors import Unpublished
+from feeds.errors import DRAFT_REASON, Unpublished
 from feeds.model import Article, CleanBody, DateOrigin, RawArticle
 from feeds.text import collapse_whitespace, defang, xml_safe
 
@@ -61,7 +61,7 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     meta = raw.meta
     draft = _draft_flag(meta)
     if draft:
-        raise Unpublished(raw.path, f"a draft ({draft} in its front matter): not published")
+        raise Unpublished(raw.path, f"{DRAFT_REASON} ({draft} in its front matter): not published")
     declared_outlet = _declared_outlet(meta, rules.sources)
     link = _meta_link(meta)
     html_body = markdown_to_html(raw.body) if raw.body_format == "markdown" else raw.body

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -48,14 +48,15 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.files_seen = Counter("feeds_files_seen", "Article files read", registry=r)
-        self.rejects = Counter("feeds_files_rejected", "Article files rejected", registry=r)
+        self.rejects = Counter(
+            "feeds_files_rejected",
+            "Files newly rejected (a new file or a new reason; not a retry failing again)",
+            registry=r,
+        )
         self.items_new = Counter("feeds_items_new", "Items created", registry=r)
         self.items_updated = Counter("feeds_items_updated", "Items updated", registry=r)
         self.items_removed = Counter("feeds_items_removed", "Items removed", registry=r)
         self.feeds_written = Counter("feeds_feed_files_written", "Feed files written", registry=r)
-        self.items = Gauge("feeds_items", "Items currently in the feeds", registry=r)
-        self.pending = Gauge("feeds_files_pending", "Files waiting to settle", registry=r)
-        self.backlog = Gauge("feeds_alert_backlog", "Alerts waiting for delivery", registry=r)
         self.build_seconds = Histogram(
             "feeds_ingest_seconds",
             "Time to ingest and render one batch",
@@ -69,15 +70,10 @@ class Metrics:
         self.websub_pings = Counter(
             "feeds_websub_pings", "WebSub hub pings", ["result"], registry=r
         )
-        self.newest_item = Gauge(
-            "feeds_newest_item_timestamp_seconds",
-            "When the newest item was first seen (Unix time)",
-            registry=r,
-        )
 
     def record(self, batch: BatchReport, render: RenderReport) -> None:
         self.files_seen.inc(batch.seen)
-        self.rejects.inc(len(batch.rejected))
+        self.rejects.inc(batch.rejected_news)
         self.items_new.inc(batch.new)
         self.items_updated.inc(batch.updated)
         self.items_removed.inc(batch.removed)
@@ -100,6 +96,38 @@ class SourceFreshness(Collector):
         for slug, newest in sorted(self.store.newest_article_by_source().items()):
             family.add_metric([slug], newest.timestamp())
         yield family
+
+
+class LiveGauges(Collector):
+    """The service's state, read at each scrape of ``/metrics`` (not only when ``/healthz``
+    is asked, which a Prometheus that scrapes only ``/metrics`` never does)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        service = self.service
+        errors, drafts = service.store.count_errors()
+        yield _gauge("feeds_items", "Items currently in the feeds", service.store.count_items())
+        yield _gauge("feeds_files_pending", "Files waiting to settle", service.watcher.pending)
+        yield _gauge("feeds_alert_backlog", "Alerts waiting for delivery", service.alert_backlog())
+        rejected = GaugeMetricFamily(
+            "feeds_rejected_files", "Files rejected now, by kind", labels=["kind"]
+        )
+        rejected.add_metric(["error"], errors)
+        rejected.add_metric(["draft"], drafts)
+        yield rejected
+        newest = service.state.newest_item
+        if newest is not None:
+            yield _gauge(
+                "feeds_newest_item_timestamp_seconds",
+                "When the newest item was first seen (Unix time)",
+                newest.timestamp(),
+            )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
 
 
 @dataclass(slots=True)
@@ -143,6 +171,7 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
         self.server: ServerThread | None = None
+        self.metrics.registry.register(LiveGauges(self))
 
     # -- work ------------------------------------------------------------------------------
 
@@ -215,14 +244,9 @@ class Service:
         stale_after = timedelta(seconds=3 * self.config.service.rescan_seconds + 60)
         last = self.state.last_scan
         fresh = last is not None and now - last < stale_after
-        backlog = self._alerts.backlog()
-        self.metrics.pending.set(self.watcher.pending)
-        self.metrics.backlog.set(backlog)
+        backlog = self.alert_backlog()
         count = self.store.count_items()
-        self.metrics.items.set(count)
         newest = self.state.newest_item
-        if newest is not None:
-            self.metrics.newest_item.set(newest.timestamp())
         detail: dict[str, object] = {
             "started": self.state.started.isoformat(),
             "newest_item": newest.isoformat() if newest else None,
@@ -245,6 +269,9 @@ class Service:
             alert_backlog=backlog,
             detail=detail,
         )
+
+    def alert_backlog(self) -> int:
+        return int(self._alerts.backlog())
 
     def _quiet_for(self, now: datetime) -> float | None:
         """Hours without a new item, when more than ``service.quiet_after_hours`` (the scrapers

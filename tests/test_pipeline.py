@@ -391,3 +391,18 @@ def test_the_wal_a_bulk_ingest_grew_is_cut_back(make_config: Callable[..., Confi
         assert store.get_meta("bulk23") is not None
     finally:
         store.close()
+
+
+def test_a_rejection_is_news_once(make_config: Callable[..., Config], articles: Path) -> None:
+    """The rejection counter (and the log) count a broken file once, not at every re-read."""
+    config = make_config()
+    unclosed = "---\ntitle: [unclosed\n---\n正文\n"
+    broken = write(articles / "broken.md", unclosed, mtime=1_700_000_000)
+    first = build(config).batch
+    assert (len(first.rejected), first.rejected_news) == (1, 1)
+    os.utime(broken, (1_700_000_100, 1_700_000_100))  # touched: read again, still broken
+    again = build(config).batch
+    assert (len(again.rejected), again.rejected_news) == (1, 0)
+    write(broken, b"\x00\x01binary\x00")  # broken for another reason: news again
+    other = build(config).batch
+    assert (len(other.rejected), other.rejected_news) == (1, 1)

@@ -271,3 +271,25 @@ def test_sighup_reloads_the_config_and_ignores_a_broken_one(tmp_path: Path) -> N
         assert service.proc.poll() is None
     finally:
         assert service.stop()[0] == 0
+
+
+def test_metrics_are_current_without_asking_healthz(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """Prometheus scrapes /metrics only: the gauges must not wait for a /healthz call."""
+    articles = tmp_path / "articles"
+    write(articles / "a.md", hexo_post("北交所发布新规", BSE))
+    write(articles / "b.md", hexo_post("新三板挂牌", OTHER, date="Wed, 15 May 2024 08:00:00 GMT"))
+    write(articles / "broken.md", "---\ntitle: [unclosed\n---\n正文\n")
+    write(
+        articles / "draft.md",
+        hexo_post("草稿", OTHER, extra="").replace("---\n\n", "draft: true\n---\n\n", 1),
+    )
+    wait_for(lambda: len(titles(service, "/all.rss")) == 2, what="two items")
+    wait_for(lambda: 'feeds_rejected_files{kind="draft"} 1.0' in service.get("/metrics").text,
+             what="the draft counted")  # fmt: skip
+    metrics = service.get("/metrics").text.splitlines()
+    assert "feeds_items 2.0" in metrics
+    assert 'feeds_rejected_files{kind="error"} 1.0' in metrics
+    assert "feeds_files_pending 0.0" in metrics and "feeds_alert_backlog 0.0" in metrics
+    assert any(line.startswith("feeds_newest_item_timestamp_seconds ") for line in metrics)

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from feeds.errors import StoreError
+from feeds.errors import DRAFT_REASON, StoreError
 from feeds.model import FeedItem, FeedKey, TopicMatch
 from feeds.store.codec import decode_article
 from feeds.store.outbox import OutboxMixin
@@ -977,6 +977,15 @@ class SQLiteStore(OutboxMixin):
             (path, reason, size, mtime_ns, to_ts(at), to_ts(at)),
         )
         return before is None or before[0] != reason
+
+    def count_errors(self) -> tuple[int, int]:
+        """(files rejected as errors, files that are drafts), as recorded now."""
+        row = self._one(
+            "SELECT count(*) - count(draft), count(draft) FROM (SELECT "
+            "CASE WHEN substr(reason, 1, ?) = ? THEN 1 END AS draft FROM file_errors)",
+            (len(DRAFT_REASON), DRAFT_REASON),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def has_errors(self) -> bool:
         return bool(self._one("SELECT EXISTS (SELECT 1 FROM file_errors)")[0])
