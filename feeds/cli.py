@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from feeds.config import Config, ConfigError, load_config
 from feeds.errors import FeedsError, OutputError, StoreError
 from feeds.log import setup_logging
 from feeds.pipeline import BuildReport, Pipeline
+from feeds.publish import fsync_dir
 from feeds.store import Store, open_store
 
 DEFAULT_CONFIG = Path("config/feeds.toml")
@@ -195,6 +198,41 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the state database, safe while the service runs."""
+    config = config_from(args)
+    dest = Path(args.dest).absolute()
+    if not config.state.is_file():
+        raise StoreError(f"no state database at {config.state}")
+    if dest.exists() and not args.force:
+        raise FeedsError(f"{dest} exists (--force replaces it)")
+    if not dest.parent.is_dir():
+        raise FeedsError(f"no folder {dest.parent}")
+    temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with _store(config) as store:
+            store.backup_to(temp)
+        _check_copy(temp)
+        os.replace(temp, dest)
+        fsync_dir(dest.parent)
+    finally:
+        temp.unlink(missing_ok=True)
+    print(f"backup: {dest} ({dest.stat().st_size / 1e6:.1f} MB, integrity ok)")
+    return 0
+
+
+def _check_copy(path: Path) -> None:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as copy:
+            verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
+        with path.open("rb+") as handle:
+            os.fsync(handle.fileno())
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"the copy {path} cannot be checked: {exc}") from exc
+    if verdict != "ok":
+        raise StoreError(f"the copy failed its integrity check: {verdict}")
+
+
 def cmd_duplicates(args: argparse.Namespace) -> int:
     """Stories told by more than one file, with how similar each file was when it joined."""
     config = config_from(args)
@@ -265,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(duplicates)
     duplicates.add_argument("--json", action="store_true", help="one JSON object per group")
     duplicates.set_defaults(func=cmd_duplicates)
+
+    backup = sub.add_parser(
+        "backup", help="copy the state database consistently (safe while the service runs)"
+    )
+    add_common(backup)
+    backup.add_argument("dest", help="file to write (a compacted SQLite database)")
+    backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    backup.set_defaults(func=cmd_backup)
 
     register_alerts(sub)
 

@@ -113,7 +113,7 @@ def _sync_staged(item: _Staged) -> None:
 def _sync_folder(entry: tuple[Path, str]) -> None:
     folder, relpath = entry
     with _errors_as(relpath):
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
 def _discard(staged: Iterable[_Staged]) -> None:
@@ -167,7 +167,7 @@ def remove(output_dir: Path, relpath: str) -> bool:
     target = _resolve_target(output_dir.resolve(), relpath)
     try:
         target.unlink()
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except FileNotFoundError:
         return False
     except OSError as exc:
@@ -199,7 +199,7 @@ def _holds(target: Path, data: bytes) -> bool:
     return target.read_bytes() == data
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,48 @@ def test_unrelated_feeds_variables_are_not_config(tmp_path: Path) -> None:
     env = {"FEEDS_HOOK_SECRET": "s3cret", "FEEDS_SERVER__PORT": "9001", "FEEDS_CONFIG": "x"}
     config = load_config(None, environ=env)
     assert config.server.port == 9001
+
+
+def item_records(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    capsys.readouterr()
+    assert main(["items", "--json", "--all", *argv]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_backup_is_a_consistent_copy_taken_beside_a_writer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    write(tmp_path / "articles" / "b.md", jekyll_post("新三板挂牌", ["新三板今日新增挂牌公司。"]))
+    assert main(["build", *args_for(tmp_path)]) == 0
+    original = item_records(args_for(tmp_path), capsys)
+    assert len(original) == 2
+
+    writer = sqlite3.connect(tmp_path / "state.db", isolation_level=None, timeout=1)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a batch
+    writer.execute("UPDATE items SET title = 'uncommitted'")
+    try:
+        assert main(["backup", *args_for(tmp_path), str(tmp_path / "copy.db")]) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert "integrity ok" in capsys.readouterr().out
+    restored = [*args_for(tmp_path)[:-1], str(tmp_path / "copy.db")]  # --state copy.db
+    assert item_records(restored, capsys) == original
+    assert not list(tmp_path.glob(".copy.db.*"))  # no temporary file left
+
+
+def test_backup_refuses_to_overwrite_or_to_copy_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "copy.db"
+    assert main(["backup", *args_for(tmp_path), str(dest)]) == 4  # no state yet
+    assert "no state database at" in capsys.readouterr().err
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    assert main(["build", *args_for(tmp_path)]) == 0
+    dest.write_bytes(b"precious")
+    assert main(["backup", *args_for(tmp_path), str(dest)]) == 1
+    assert "exists (--force replaces it)" in capsys.readouterr().err
+    assert dest.read_bytes() == b"precious"
+    assert main(["backup", *args_for(tmp_path), "--force", str(dest)]) == 0
+    assert dest.read_bytes().startswith(b"SQLite format 3\x00")

@@ -466,6 +466,12 @@ class SQLiteStore(OutboxMixin):
             self._db.execute("PRAGMA optimize")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def backup_to(self, dest: Path) -> None:
+        """A consistent, compacted copy of the database at ``dest`` (which must not exist),
+        taken in one read transaction: other connections keep writing meanwhile."""
+        with self._lock:
+            self._db.execute("VACUUM INTO ?", (str(dest),))
+
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
