@@ -620,6 +620,11 @@ class ServerThread:
             logger.exception("HTTP server stopped with an error")
 
 
+def probe_listen(host: str, port: int) -> None:
+    """Raise OSError when ``host:port`` cannot be listened on (taken, no such address)."""
+    _bind(host, port).close()
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

@@ -30,7 +30,7 @@ from feeds.ingest import BatchReport, EventSink
 from feeds.log import setup_logging
 from feeds.outputs import RenderReport
 from feeds.pipeline import BuildReport, Pipeline
-from feeds.server import Health, ServerThread, create_app
+from feeds.server import Health, ServerThread, create_app, probe_listen
 from feeds.store import Store, open_store
 from feeds.watch import ArticleWatcher, Batch
 
@@ -295,7 +295,11 @@ class Service:
                 base_url=self.config.base_url,
             )
             self.server = ServerThread(app, host, port)
-            self.server.start()
+            try:
+                self.server.start()
+            except OSError as exc:  # an address in use or not ours: one clear line, exit 1
+                self.server = None
+                raise FeedsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
             log.info("serving %s on http://%s:%d/", self.config.output, host, self.server.port)
         self.watcher.start()  # events during catch-up queue up behind the lock
         self.rescan()
@@ -364,9 +368,7 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT (exit 0). SIGHUP re-reads the config and restarts in place."""
     setup_logging(getattr(args, "log_level", None) or config.service.log_level,
                   getattr(args, "log_format", None) or config.service.log_format)  # fmt: skip
-    host = args.host or config.server.host
-    port = config.server.port if args.port is None else args.port
-    http = config.server.enabled and not args.no_http
+    listen = _listen_address(config, args)
     service = Service(config, workers=args.workers, allow_reissue=args.allow_reissue)
     stop = threading.Event()
     reload_requested = threading.Event()
@@ -378,12 +380,13 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    host, port, http = listen
     service.start(host=host, port=port, http=http)
     while not stop.is_set():
         woken.wait()
         woken.clear()
         if reload_requested.is_set() and not stop.is_set():
-            if _config_reloadable(args):
+            if _config_reloadable(args, config, listen):
                 break
             reload_requested.clear()
     service.stop()
@@ -393,13 +396,44 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_reloadable(args: argparse.Namespace) -> bool:
-    """A SIGHUP with a broken config file keeps the running service (and says why)."""
-    from feeds.cli import config_from
+def _listen_address(config: Config, args: argparse.Namespace) -> tuple[str, int, bool]:
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    return host, port, config.server.enabled and not args.no_http
+
+
+def _config_reloadable(
+    args: argparse.Namespace, running: Config, listen: tuple[str, int, bool]
+) -> bool:
+    """A SIGHUP keeps the running service (and says why) when the new config is invalid, or
+    when a service with it could not start: its state database cannot be opened, its output
+    folder cannot be written, or it would listen on an address that is taken. Only what the
+    new config changes is tried, before anything stops."""
+    from feeds.cli import check_output_writable, config_from
 
     try:
-        config_from(args)
+        new = config_from(args)
     except ConfigError as exc:
         log.error("SIGHUP ignored, the new config is invalid: %s", "; ".join(exc.problems))
+        return False
+    problems = []
+    if new.state != running.state:
+        try:
+            open_store(new.state).close()
+        except FeedsError as exc:
+            problems.append(str(exc))
+    if new.output != running.output:
+        try:
+            check_output_writable(new.output)
+        except FeedsError as exc:
+            problems.append(str(exc))
+    host, port, http = _listen_address(new, args)
+    if http and port and (host, port) != listen[:2]:
+        try:
+            probe_listen(host, port)
+        except OSError as exc:
+            problems.append(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    if problems:
+        log.error("SIGHUP ignored, the new config could not start: %s", "; ".join(problems))
         return False
     return True

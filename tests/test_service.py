@@ -273,6 +273,52 @@ def test_sighup_reloads_the_config_and_ignores_a_broken_one(tmp_path: Path) -> N
         assert service.stop()[0] == 0
 
 
+def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    config = write_config(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, str(ROOT / "service.py"), "--config", str(config)]
+        done = subprocess.run(
+            [*command, "--port", str(port)],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"feeds: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def refusals(service: ServiceProcess) -> int:
+    return sum("could not start" in line for line in service.log)
+
+
+def test_sighup_keeps_the_service_when_the_new_config_could_not_start(tmp_path: Path) -> None:
+    """Valid but unusable (state or output path taken by a plain file): the old one stays."""
+    config = write_config(tmp_path)
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE))
+    write(tmp_path / "plainfile", "not a folder")
+    service = ServiceProcess(config).wait_ready()
+    original = config.read_text("utf-8")
+    try:
+        for key, value in (("state", "plainfile/feeds.db"), ("output", "plainfile/out")):
+            config.write_text(original.replace(f'{key} = "', f'{key} = "{value}"\n#', 1), "utf-8")
+            sighup_refused(service, key)
+            assert "plainfile" in service.log[-1]
+            assert titles(service, "/all.atom") == ["北交所发布新规"]
+            assert service.proc.poll() is None
+    finally:
+        assert service.stop()[0] == 0
+
+
+def sighup_refused(service: ServiceProcess, what: str) -> None:
+    before = refusals(service)
+    os.kill(service.proc.pid, signal.SIGHUP)
+    wait_for(lambda: refusals(service) > before, what=f"refusal of {what}")
+
+
 def test_metrics_are_current_without_asking_healthz(
     service: ServiceProcess, tmp_path: Path
 ) -> None:
