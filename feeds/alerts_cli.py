@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from feeds.alerts import utc_now
 from feeds.config import Config
-from feeds.store import Store, open_store
+from feeds.store import opened
 from feeds.store.outbox import AlertFilter, OutboxRow
 
 if TYPE_CHECKING:
@@ -60,15 +58,6 @@ def _config(args: argparse.Namespace) -> Config:
     return config_from(args)
 
 
-@contextmanager
-def _opened(config: Config) -> Iterator[Store]:
-    store = open_store(config.state)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 # --- test -------------------------------------------------------------------------------------
 
 
@@ -102,7 +91,7 @@ def _describe(name: str, outcome: Outcome) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     config = _config(args)
     which: AlertFilter = "failed" if args.failed else "all"
-    with _opened(config) as store:
+    with opened(config.state, existing=True) as store:
         rows = store.list_alerts(which, args.limit)
     for row in rows:
         print(json.dumps(row_record(row), ensure_ascii=False) if args.json else row_line(row))
@@ -148,7 +137,7 @@ def row_line(row: OutboxRow) -> str:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     config = _config(args)
-    with _opened(config) as store:
+    with opened(config.state, existing=True) as store:
         count = store.retry_alerts(None if args.all else args.id, utc_now())
     print(f"{count} alert(s) queued for delivery")
     if not args.all and count == 0:
@@ -168,7 +157,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
     from feeds.delivery import Deliverer
 
-    with _opened(config) as store, httpx.Client() as client:
+    with opened(config.state, existing=True) as store, httpx.Client() as client:
         report = Deliverer(config, store, client).deliver_due()
         backlog = store.alert_backlog()
     print(

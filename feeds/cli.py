@@ -18,7 +18,7 @@ from feeds.errors import FeedsError, OutputError, StoreError
 from feeds.log import setup_logging
 from feeds.pipeline import BuildReport, Pipeline
 from feeds.publish import fsync_dir
-from feeds.store import Store, open_store
+from feeds.store import opened
 
 DEFAULT_CONFIG = Path("config/feeds.toml")
 EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 2, 3, 4
@@ -85,7 +85,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     config = config_from(args)
     setup_logging(args.log_level or config.service.log_level, config.service.log_format)
     check_output_writable(config.output)
-    with _store(config) as store:
+    with opened(config.state, existing=False) as store:
         pipeline = Pipeline(config, store, workers=args.workers, allow_reissue=args.allow_reissue)
         report = pipeline.sync(_progress_factory(sys.stderr))
     print_summary(report, sys.stdout)
@@ -124,22 +124,6 @@ def print_summary(report: BuildReport, out: TextIO) -> None:
     )
 
 
-class _store:
-    """Context manager: open the configured store and always close it."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.store: Store | None = None
-
-    def __enter__(self) -> Store:
-        self.store = open_store(self.config.state)
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        if self.store is not None:
-            self.store.close()
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = config_from(args)
     print(
@@ -157,7 +141,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_items(args: argparse.Namespace) -> int:
     config = config_from(args)
-    with _store(config) as store:
+    with opened(config.state, existing=True) as store:
         for item in store.iter_items(include_removed=args.all):
             if args.json:
                 record: dict[str, object] = {
@@ -182,7 +166,7 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 def cmd_errors(args: argparse.Namespace) -> int:
     config = config_from(args)
-    with _store(config) as store:
+    with opened(config.state, existing=True) as store:
         for error in store.errors():
             if args.json:
                 record = {
@@ -202,15 +186,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """A consistent copy of the state database, safe while the service runs."""
     config = config_from(args)
     dest = Path(args.dest).absolute()
-    if not config.state.is_file():
-        raise StoreError(f"no state database at {config.state}")
     if dest.exists() and not args.force:
         raise FeedsError(f"{dest} exists (--force replaces it)")
     if not dest.parent.is_dir():
         raise FeedsError(f"no folder {dest.parent}")
     temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
-        with _store(config) as store:
+        with opened(config.state, existing=True) as store:
             store.backup_to(temp)
         _check_copy(temp)
         os.replace(temp, dest)
@@ -236,7 +218,7 @@ def _check_copy(path: Path) -> None:
 def cmd_duplicates(args: argparse.Namespace) -> int:
     """Stories told by more than one file, with how similar each file was when it joined."""
     config = config_from(args)
-    with _store(config) as store:
+    with opened(config.state, existing=True) as store:
         for item_id, members in store.duplicate_groups():
             item = store.item(item_id)
             listing = [

@@ -183,3 +183,15 @@ def test_backup_refuses_to_overwrite_or_to_copy_nothing(
     assert dest.read_bytes() == b"precious"
     assert main(["backup", *args_for(tmp_path), "--force", str(dest)]) == 0
     assert dest.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+@pytest.mark.parametrize(
+    "command", [["items"], ["errors"], ["duplicates"], ["alerts", "list"], ["alerts", "deliver"]]
+)
+def test_commands_reading_the_state_refuse_one_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A wrong working directory or --state must not answer "nothing" from a new, empty file."""
+    assert main([*command, *args_for(tmp_path)]) == 4
+    assert f"no state database at {tmp_path / 'state.db'}" in capsys.readouterr().err
+    assert not (tmp_path / "state.db").exists()
