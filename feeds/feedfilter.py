@@ -103,7 +103,7 @@ def _alternatives(values: Iterable[str]) -> tuple[str, ...]:
 def _limit(values: Iterable[str]) -> int | None:
     found = None
     for value in values:
-        if not value.strip().isdigit() or int(value) < 1:
+        if not (value.isascii() and value.strip().isdigit()) or int(value) < 1:
             raise FilterError(f"limit must be a whole number above 0, not {value!r}")
         found = int(value) if found is None else min(found, int(value))
     return found

@@ -195,3 +195,17 @@ def test_commands_reading_the_state_refuse_one_that_is_not_there(
     assert main([*command, *args_for(tmp_path)]) == 4
     assert f"no state database at {tmp_path / 'state.db'}" in capsys.readouterr().err
     assert not (tmp_path / "state.db").exists()
+
+
+def test_a_closed_pipe_ends_a_listing_quietly(tmp_path: Path) -> None:
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    assert main(["build", *args_for(tmp_path)]) == 0
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "feeds", "items", *args_for(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.close()  # like `| head` that has had enough before the first line
+    assert listing.wait(timeout=60) == 0
+    errors = listing.stderr.read()
+    assert b"Traceback" not in errors and b"BrokenPipeError" not in errors, errors

@@ -97,7 +97,9 @@ def test_other_parameters_are_no_filter() -> None:
     assert FeedFilter.from_query(b"limit=5&_=1") == FeedFilter(limit=5)
 
 
-@pytest.mark.parametrize("query", [b"limit=0", b"limit=-3", b"limit=ten", b"limit="])
+@pytest.mark.parametrize(
+    "query", [b"limit=0", b"limit=-3", b"limit=ten", b"limit=", "limit=５".encode()]
+)
 def test_a_bad_limit_is_refused_with_a_reason(query: bytes) -> None:
     with pytest.raises(FilterError, match="limit must be a whole number"):
         FeedFilter.from_query(query)
