@@ -17,7 +17,7 @@ from feeds.classify import UNKNOWN_SOURCE, Outlet, SourceResolver
 from feeds.clean import clean_body, html_to_text, markdown_to_html, summarize
 from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
-from feeds.errors import DRAFT_REASON, Unpublished
+from feeds.errors import DRAFT_REASON, ArticleError, Unpublished
 from feeds.model import Article, CleanBody, DateOrigin, RawArticle
 from feeds.text import collapse_whitespace, defang, xml_safe
 
@@ -57,6 +57,9 @@ class NormalizeRules:
         )
 
 
+NOTHING_TO_PUBLISH = "nothing to publish: no title and an empty body"
+
+
 def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     meta = raw.meta
     draft = _draft_flag(meta)
@@ -69,6 +72,9 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     body = clean_body(html_body, cleanup, base_url=link)
     outlet = declared_outlet or _outlet_from_body_or_path(meta, body, rules.sources)
     title, derived = _title(meta, body, raw.path)
+    if derived and not body.text.strip() and body.first_image is None:
+        # A shell a scraper left (title " ", empty body): an item would be a blank "无标题".
+        raise ArticleError(raw.path, NOTHING_TO_PUBLISH)
     published, origin = _published(raw, rules.zone, outlet)
     image = _meta_image(meta, cleanup.ignore_images) or _bounded_url(body.first_image)
     return Article(

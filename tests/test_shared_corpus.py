@@ -17,7 +17,7 @@ from feeds.classify import TopicMatcher
 from feeds.cli import main
 from feeds.config import Config, load_config
 from feeds.dedupe import body_key, fingerprint
-from feeds.normalize import NormalizeRules, normalize
+from feeds.normalize import NOTHING_TO_PUBLISH, NormalizeRules, normalize
 from feeds.parse import parse_file
 from feeds.store import open_store
 from tests.conftest import ROOT, shared_dir
@@ -114,7 +114,11 @@ def test_every_corpus_file_is_an_item_or_a_reported_rejection(
     store.close()
     assert files == in_items | set(rejected)
     assert in_items.isdisjoint(rejected)
-    assert set(rejected) == {str(corpus / "README.md")}  # not an article: no front matter
+    shell = corpus / "hexo-rsshub-page/source/_posts/金融/证券时报网/快讯/ .md"
+    assert rejected == {
+        str(corpus / "README.md"): "no front matter (not an article: posts start with --- or +++)",
+        str(shell): NOTHING_TO_PUBLISH,  # title " ", date "Invalid Date", an empty <div>
+    }
 
 
 def test_identical_duplicate_groups_collapse(
