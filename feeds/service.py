@@ -7,9 +7,11 @@ time, so the store has one writer. Rendering follows each ingest and touches onl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -199,10 +201,12 @@ class Service:
             except FeedsError as exc:
                 self.state.last_error = str(exc)
                 log.error("%s failed: %s", trigger, exc)
+                self._reread_newest_item()
                 return
             except Exception as exc:  # the service never dies on a batch
                 self.state.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("%s failed", trigger)
+                self._reread_newest_item()
                 return
         batch, render = result.batch, result.render
         self.metrics.record(batch, render)
@@ -222,6 +226,12 @@ class Service:
             self._alerts.wake()
         if render.written and self._websub is not None:
             self._websub.changed(render.written)
+
+    def _reread_newest_item(self) -> None:
+        """After a failed batch: its items may be stored although their feeds were not written
+        (output folder gone, disk full), and they count as arrived."""
+        with contextlib.suppress(FeedsError, sqlite3.Error):  # the store failed: nothing stored
+            self.state.newest_item = self.store.newest_item_seen() or self.state.newest_item
 
     def rescan_if_events_were_lost(self) -> None:
         if self.watcher.consume_overflow():

@@ -339,3 +339,15 @@ def test_metrics_are_current_without_asking_healthz(
     assert 'feeds_rejected_files{kind="error"} 1.0' in metrics
     assert "feeds_files_pending 0.0" in metrics and "feeds_alert_backlog 0.0" in metrics
     assert any(line.startswith("feeds_newest_item_timestamp_seconds ") for line in metrics)
+
+
+def test_items_stored_while_feeds_cannot_be_written_count_as_arrived(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    assert service.health()["newest_item"] is None
+    shutil.rmtree(tmp_path / "output")
+    write(tmp_path / "output", "a file where the output folder was")
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", BSE))
+    wait_for(lambda: "last_error" in service.health(), what="the failed render")
+    assert "cannot write to" in service.health()["last_error"]
+    assert service.health()["newest_item"] is not None  # stored, so it arrived
