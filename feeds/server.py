@@ -8,6 +8,10 @@ between only cost an ``open`` + ``fstat``.
 Only known feed artefacts are reachable (``.rss``, ``.atom``, ``.opml``, ``.html``, ``.xml``), only
 through plain ASCII path segments that resolve to a regular file inside the real output folder.
 Everything is read-only: any method but GET and HEAD gets 405.
+
+Raw bytes >= 0x80 in a request line (Chinese filter words from newsboat or curl) are
+percent-encoded before h11 parses the line, so such a request is served as its percent-encoded
+form would be; h11 itself answers 400 to them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote_to_bytes
 
+import h11
 import prometheus_client
 import uvicorn
 from starlette.applications import Starlette
@@ -43,6 +48,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 from feeds.feedfilter import FeedFilter, FilterError, filter_feed
 
@@ -60,7 +67,10 @@ CONTENT_TYPES: Mapping[str, str] = {
 FEED_SUFFIXES = (".rss", ".atom")
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW_HEADER = ", ".join(ALLOWED_METHODS)
-MAX_URL_BYTES = 2048  # path + query; longer -> 414
+# path + query as the app sees them, i.e. after raw bytes >= 0x80 became %XX (_RequestLineEncoder):
+# a raw request gets the answer its percent-encoded form gets, and as encoding never shortens a
+# line, the request as received is held to the limit too. Longer -> 414.
+MAX_URL_BYTES = 2048
 MAX_HEADER_BYTES = 8 * 1024  # header names + values -> 431; h11 refuses larger partial reads
 CACHE_ENTRIES = 256
 CACHE_BYTES = 128 * 1024 * 1024  # body + gzip bytes held by the artefact cache
@@ -75,6 +85,8 @@ INDEX_FILE = "index.html"
 # "%00" and double-encoded "%252e" all fail.
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
 _ETAG_RE = re.compile(r'(?:W/)?("[^"]*")')
+_HIGH_BYTES_RE = re.compile(rb"[\x80-\xff]+")
+_HEAD_END_RE = re.compile(rb"\n\r?\n")  # where h11 ends a request head (its blank_line_regex)
 _OPEN_FLAGS = (
     os.O_RDONLY
     | getattr(os, "O_NOFOLLOW", 0)
@@ -504,6 +516,115 @@ def create_app(
     return app
 
 
+# --------------------------------------------------------------------------- raw bytes in URLs
+
+
+def _percent_encode_high(data: bytes) -> bytes:
+    """Each byte >= 0x80 as ``%XX``; every other byte, and so every delimiter, stays as it is."""
+    if data.isascii():
+        return data
+    return _HIGH_BYTES_RE.sub(lambda run: b"%" + run[0].hex("%").upper().encode(), data)
+
+
+class _RequestLineEncoder(h11.Connection):
+    """An h11 connection that percent-encodes bytes >= 0x80 in request lines, nowhere else.
+
+    Received bytes are held back and handed to h11 piece by piece, so that h11 never holds a byte
+    past the end of the request head it is reading: a pipelined request's line stays here until
+    h11 starts the next cycle. Where a request line begins is h11's own knowledge (idle, nothing
+    buffered), never a guess from framing of our own; when h11 does hold bytes of the next request
+    (a pipelined request behind a body), they go on raw, and h11 answers 400 as it always did.
+    """
+
+    def __init__(self, max_incomplete_event_size: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size)
+        self._held = bytearray()
+        self._held_eof = False
+        self._eof_passed = False
+        self._in_request_line = True  # the next byte given to h11 belongs to a request line
+        self._head_tail = b""  # the last bytes of this head given to h11: a split blank line
+
+    def receive_data(self, data: bytes) -> None:
+        if data and self._held_eof:
+            raise RuntimeError("received close, then received more data?")
+        self._held += data
+        self._held_eof = self._held_eof or not data
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        event = super().next_event()
+        while event is h11.NEED_DATA and self._pass_on():
+            event = super().next_event()
+        if event is h11.NEED_DATA and self._held:
+            return h11.PAUSED  # a pipelined request waits for start_next_cycle, as in h11
+        return event
+
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        buffered = super().trailing_data[0]
+        self._in_request_line = not buffered
+        self._head_tail = buffered[-2:]
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        data, closed = super().trailing_data
+        return data + bytes(self._held), closed or self._held_eof
+
+    def _pass_on(self) -> bool:
+        """Hand h11 what it may see next; False when nothing can go yet."""
+        if self._held and self.their_state is h11.IDLE:
+            self._pass_on_head()
+        elif self._held and self.their_state is not h11.DONE:
+            super().receive_data(bytes(self._held))  # a body, or data h11 will refuse
+            self._held.clear()
+        elif self._held_eof and not self._held and not self._eof_passed:
+            self._eof_passed = True
+            super().receive_data(b"")
+        else:
+            return False
+        return True
+
+    def _pass_on_head(self) -> None:
+        if self._in_request_line:
+            line = self._take(self._held.find(b"\n") + 1 or len(self._held))
+            self._in_request_line = not line.endswith(b"\n")
+            self._give_head(_percent_encode_high(line))
+            if self._in_request_line:
+                return
+        self._give_head(self._take(self._head_end()))
+
+    def _head_end(self) -> int:
+        """How many held bytes reach the end of the head (all of them if it is not here yet)."""
+        across = _HEAD_END_RE.search(self._head_tail + self._held[:2])
+        if across is not None and across.end() > len(self._head_tail):
+            return across.end() - len(self._head_tail)
+        within = _HEAD_END_RE.search(self._held)
+        return within.end() if within is not None else len(self._held)
+
+    def _take(self, count: int) -> bytes:
+        piece = bytes(self._held[:count])
+        del self._held[:count]
+        return piece
+
+    def _give_head(self, piece: bytes) -> None:
+        if piece:  # an empty piece would tell h11 the connection closed
+            self._head_tail = (self._head_tail + piece)[-2:]
+            super().receive_data(piece)
+
+
+class _H11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with request lines percent-encoded (``_RequestLineEncoder``)."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, object],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn = _RequestLineEncoder(config.h11_max_incomplete_event_size or MAX_HEADER_BYTES)
+
+
 # --------------------------------------------------------------------------- server thread
 
 
@@ -551,7 +672,7 @@ class ServerThread:
             port=port,
             log_level=log_level,
             log_config=None,  # leave the service's logging set-up alone
-            http="h11",  # h11_max_incomplete_event_size caps request line + headers
+            http=_H11Protocol,  # h11_max_incomplete_event_size caps request line + headers
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             ws="none",
             lifespan="auto",

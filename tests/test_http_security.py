@@ -289,6 +289,18 @@ def test_url_and_header_size_caps(running: Running) -> None:
     assert status(request(port, b"/all.rss", headers=b"X-Ok: " + b"o" * 2000 + b"\r\n")) == 200
 
 
+def test_raw_utf8_filter_words_in_the_url(running: Running) -> None:
+    """As newsboat and curl send them: raw UTF-8 in the query works, in the path it is 404."""
+    port = running.service.port
+    raw_query = request(port, "/all.rss?filter=北交所|北证".encode())
+    encoded = request(port, b"/all.rss?filter=%E5%8C%97%E4%BA%A4%E6%89%80|%E5%8C%97%E8%AF%81")
+    assert status(raw_query) == status(encoded) == 200
+    assert raw_query.split(b"\r\n\r\n", 1)[1] == encoded.split(b"\r\n\r\n", 1)[1]
+    assert "北交所旧闻".encode() in raw_query
+    assert status(request(port, "/全部.rss?filter=北交所".encode())) == 404
+    assert status(request(port, ("/all.rss?filter=" + "北" * 700).encode())) == 414
+
+
 # --- secrets ------------------------------------------------------------------------------------
 
 
