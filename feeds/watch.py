@@ -19,15 +19,23 @@ A file that keeps changing is emitted anyway after ``MAX_SETTLE_WAIT`` seconds. 
 vanishes before settling is dropped if it was created while pending (nobody has seen it) and
 reported in ``Batch.gone`` otherwise.
 
-The watcher is fast rather than perfect: it keeps no index of the files under the roots, it does
-not follow symlinked directories below a root, and a root that does not exist at ``start()`` is
-not watched. The service's periodic full rescan repairs whatever is missed, and ``overflowed``
-tells it when events were certainly lost.
+Roots come and go: each root's parent folder is watched for the root's own name, so a root that
+is missing at ``start()``, deleted, renamed away or replaced (``rm -rf``, then ``cp -r``; a
+re-cloned folder renamed into place) is watched again as soon as it is there, and
+``on_root_back`` is called so that the caller rescans it. ``check_roots()``, called now and then,
+is the fallback where the parent cannot tell (it is missing too, or a share is mounted); it does
+nothing while every root is watched. ``unwatched_roots`` lists the roots not watched now.
+
+The watcher is fast rather than perfect: it keeps no index of the files under the roots and it
+does not follow symlinked directories below a root. The service's periodic full rescan repairs
+whatever is missed, and ``overflowed`` tells it when events were certainly lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import logging
 import os
 import stat
@@ -43,11 +51,17 @@ from watchdog.events import (
     EVENT_TYPE_DELETED,
     EVENT_TYPE_MODIFIED,
     EVENT_TYPE_MOVED,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from feeds.scan import is_utf8
 
@@ -60,8 +74,16 @@ COMPLETE_QUIET = 0.0
 MAX_SETTLE_WAIT = 60.0  # seconds a file may keep changing before it is emitted anyway
 PENDING_LIMIT_FACTOR = 20  # at most max_batch * this paths wait to settle; more are dropped
 WORKER_THREAD_NAME = "feeds-watch"
+# A root's parent is watched for the root's own entry only (created, deleted, renamed; a symlink
+# root is a file entry), not for reads, writes or attributes of its other entries.
+PARENT_EVENTS = [
+    DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileCreatedEvent, FileDeletedEvent,
+    FileMovedEvent,
+]  # fmt: skip
+MISSING = "missing"  # why a root is not watched: it is not a folder (now)
 
 Signature = tuple[int, int]  # (size, mtime_ns)
+Identity = tuple[int, int]  # (st_dev, st_ino) of a folder: a re-created one is another
 
 
 @dataclass(frozen=True)
@@ -70,7 +92,9 @@ class Batch:
 
     ``gone_dirs`` holds directories deleted or moved away: every path below ``dir + os.sep`` that
     the consumer knows is gone (the watcher keeps no index, so it cannot list them). A directory
-    may be re-created later in the same batch; its new files are then in ``changed``.
+    may be re-created later in the same batch; its new files are then in ``changed``. A path
+    reported gone that exists again when the batch is applied (re-created, or its root restored
+    before a late deletion event) is not gone: its own events tell the rest.
     """
 
     changed: frozenset[str]  # absolute paths created/modified/moved-to, complete
@@ -103,8 +127,8 @@ class _Root:
     watched: str  # the real path given to the observer (inotify does not follow a symlink)
 
     @classmethod
-    def of(cls, root: Path) -> _Root:
-        return cls(os.path.abspath(root), os.path.realpath(root))
+    def of(cls, path: str) -> _Root:
+        return cls(path, os.path.realpath(path))
 
     def reported_path(self, event_path: str) -> str | None:
         """The path to report for a path the observer gave, or None if it is not below the root."""
@@ -125,22 +149,26 @@ class _Root:
         return any(part.startswith(".") for part in parts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """A folder given to the observer: which one it was, and its watch."""
+
+    identity: Identity
+    watch: ObservedWatch
+
+
 class _EventHandler(FileSystemEventHandler):
-    """Hands every event of one root to the watcher; never lets an exception reach watchdog."""
+    """Hands every event of one watch to the watcher; never lets an exception reach watchdog."""
 
     def __init__(
-        self,
-        root: _Root,
-        on_event: Callable[[_Root, FileSystemEvent], None],
-        on_failure: Callable[[str], None],
+        self, on_event: Callable[[FileSystemEvent], None], on_failure: Callable[[str], None]
     ) -> None:
-        self._root = root
         self._on_event = on_event
         self._on_failure = on_failure
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
-            self._on_event(self._root, event)
+            self._on_event(event)
         except Exception:
             log.exception("cannot handle file event %r", event)
             self._on_failure("an event could not be handled")
@@ -172,6 +200,20 @@ def _signature(path: str) -> Signature | None:
     return info.st_size, info.st_mtime_ns
 
 
+def _identity(path: str) -> Identity | None:
+    """(st_dev, st_ino) of the folder at ``path`` (symlinks followed), None if there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+def _unschedule(observer: BaseObserver, watch: ObservedWatch) -> None:
+    with contextlib.suppress(KeyError):  # already gone with the observer's own shutdown
+        observer.unschedule(watch)
+
+
 def _outermost(dirs: Iterable[str]) -> list[str]:
     """The directories not below another one of them (walking those covers all)."""
     kept: list[str] = []
@@ -191,6 +233,10 @@ class ArticleWatcher:
     ``on_batch`` runs on one worker thread, never concurrently and never under the watcher's
     lock. If it raises, the error is logged and that batch is dropped (the rescan repairs it).
     A batch never holds more than ``max_batch`` paths in ``changed`` and ``gone`` together.
+
+    ``on_root_back`` is called on the worker thread with a root's path when that root is watched
+    again after it was missing or replaced (not at ``start()``): files may have arrived unseen,
+    so the caller should rescan.
     """
 
     def __init__(
@@ -203,12 +249,14 @@ class ArticleWatcher:
         settle: float = 0.5,
         max_batch: int = 5000,
         complete_quiet: float = COMPLETE_QUIET,
+        on_root_back: Callable[[str], None] | None = None,
     ) -> None:
         if debounce < 0 or settle < 0 or max_batch < 1:
             raise ValueError("debounce and settle must be >= 0 and max_batch >= 1")
-        self._roots = tuple(roots)
+        self._root_paths = tuple(dict.fromkeys(os.path.abspath(root) for root in roots))
         self._accept = accept
         self._on_batch = on_batch
+        self._on_root_back = on_root_back
         self._debounce = debounce
         self._complete_quiet = min(complete_quiet, debounce)
         self._settle = settle
@@ -220,6 +268,8 @@ class ArticleWatcher:
         self._gone: set[str] = set()
         self._gone_dirs: set[str] = set()
         self._dirs_to_walk: list[str] = []
+        self._roots_to_check: set[str] = set()
+        self._unwatched: dict[str, str] = {}  # root path -> why it is not watched now
         self._fresh: set[str] = set()  # paths with events since the last evaluation
         self._fresh_complete: set[str] = set()  # those of them that are complete files
         self._burst_started: float | None = None
@@ -231,21 +281,26 @@ class ArticleWatcher:
         self._stopping = False  # the observer is down: the worker flushes and ends
 
         self._observer: BaseObserver | None = None
+        # Guards (un)scheduling watches and these maps; never taken under _cond, and never by the
+        # observer thread (it holds the observer's lock while it hands over an event).
+        self._watch_lock = threading.Lock()
+        self._watched: dict[str, _Watched] = {}  # root path -> its recursive watch
+        self._parents: dict[str, _Watched] = {}  # parent path -> its watch for the roots' names
         self._worker: threading.Thread | None = None
         self._trouble_listener = _WatchdogTroubleListener(self._note_lost_events)
 
     # -- public API -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start watching. Missing roots are logged and skipped. Call at most once."""
+        """Start watching. Missing roots are logged, and watched once they appear. Call once."""
         if self._worker is not None:
             raise RuntimeError("ArticleWatcher.start() called twice")
         logging.getLogger("watchdog.observers").addHandler(self._trouble_listener)
         observer = Observer()
         observer.start()  # started first, so each schedule() reports its own failure
         self._observer = observer
-        for root in self._roots:
-            self._schedule(observer, _Root.of(root))
+        for path in self._root_paths:
+            self._reconcile_root(path)
         self._worker = threading.Thread(target=self._run, name=WORKER_THREAD_NAME, daemon=True)
         self._worker.start()
 
@@ -258,7 +313,8 @@ class ArticleWatcher:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._shutting_down = True
-        observer, self._observer = self._observer, None
+        with self._watch_lock:
+            observer, self._observer = self._observer, None
         if observer is not None and observer.is_alive():
             observer.stop()
             observer.join(max(0.0, deadline - time.monotonic()))
@@ -295,20 +351,120 @@ class ArticleWatcher:
             self._overflowed = False
             return lost
 
+    @property
+    def unwatched_roots(self) -> tuple[str, ...]:
+        """The roots not watched now (missing, or the observer refused them)."""
+        with self._cond:
+            return tuple(sorted(self._unwatched))
+
+    def check_roots(self) -> None:
+        """Have the worker look again for missing roots; nothing to do while all are watched.
+
+        Call it now and then (the service does every 10 s): the fallback for a root whose
+        parent cannot tell that it appeared (the parent is missing too, or a share is mounted).
+        """
+        with self._cond:
+            missing = [path for path, why in self._unwatched.items() if why == MISSING]
+            if missing:
+                self._roots_to_check.update(missing)
+                self._cond.notify()
+
+    # -- roots: watched as they are now (worker thread, and start()) ------------------------
+
+    def _reconcile_root(self, path: str) -> bool:
+        """Watch the root as it is now, and its parent for news of it; True if it came back."""
+        with self._watch_lock:
+            observer = self._observer
+            if observer is None:
+                return False  # stopping
+            self._watch_parent(observer, os.path.dirname(path))
+            identity = _identity(path)
+            current = self._watched.get(path)
+            if current is not None:
+                if current.identity == identity:
+                    return False
+                _unschedule(observer, current.watch)  # its folder is gone or replaced
+                del self._watched[path]
+            if identity is None:
+                if current is not None:
+                    self._note_dir_gone(path)  # removed or renamed away (its events may be lost)
+                self._set_unwatched(path, MISSING, was_watched=current is not None)
+                return False
+            return self._watch_root(observer, path, identity, replaced=current is not None)
+
+    def _watch_root(
+        self, observer: BaseObserver, path: str, identity: Identity, *, replaced: bool
+    ) -> bool:
+        root = _Root.of(path)
+        handler = _EventHandler(functools.partial(self._on_event, root), self._note_lost_events)
+        try:
+            watch = observer.schedule(handler, root.watched, recursive=True)
+        except OSError as exc:
+            log.warning("cannot watch article folder %s: %s", path, exc)
+            self._note_lost_events(f"cannot watch {path}")
+            self._set_unwatched(path, f"cannot watch: {exc}", was_watched=replaced)
+            return False
+        self._watched[path] = _Watched(identity, watch)
+        with self._cond:
+            was_unwatched = self._unwatched.pop(path, None) is not None
+        if replaced:
+            log.info("article folder %s was replaced; watching the new one", path)
+        elif was_unwatched:
+            log.info("article folder %s is there (again); watched from now on", path)
+        return replaced or was_unwatched
+
+    def _set_unwatched(self, path: str, why: str, *, was_watched: bool) -> None:
+        with self._cond:
+            known = self._unwatched.get(path)
+            self._unwatched[path] = why
+        if why != MISSING or known == MISSING:
+            return
+        if was_watched:
+            log.warning("article folder %s is gone; watched again once it reappears", path)
+        else:
+            log.warning(
+                "article folder %s does not exist or is not a folder; watched once it appears", path
+            )
+
+    def _watch_parent(self, observer: BaseObserver, parent: str) -> None:
+        """Watch ``parent`` (not recursively) for its roots' names, unless already watched."""
+        identity = _identity(parent)
+        current = self._parents.pop(parent, None)
+        if current is not None and current.identity == identity:
+            self._parents[parent] = current
+            return
+        if current is not None:
+            _unschedule(observer, current.watch)
+        if identity is None:
+            return
+        names = {os.path.basename(p): p for p in self._root_paths if os.path.dirname(p) == parent}
+        real = os.path.realpath(parent)
+        on_event = functools.partial(self._on_parent_event, real, names)
+        handler = _EventHandler(on_event, self._note_lost_events)
+        try:
+            watch = observer.schedule(handler, real, recursive=False, event_filter=PARENT_EVENTS)
+        except OSError as exc:  # check_roots() still finds its roots
+            log.debug("cannot watch %s for article folders appearing: %s", parent, exc)
+            return
+        self._parents[parent] = _Watched(identity, watch)
+
+    def _check_roots(self, paths: Iterable[str]) -> None:
+        back = [path for path in sorted(paths) if self._reconcile_root(path)]
+        for path in back:
+            with self._cond:
+                if self._shutting_down:
+                    return
+            if self._on_root_back is not None:
+                self._on_root_back(path)
+
     # -- observer thread: record events -----------------------------------------------------
 
-    def _schedule(self, observer: BaseObserver, root: _Root) -> None:
-        if not os.path.isdir(root.watched):
-            log.warning(
-                "article folder %s does not exist or is not a folder; not watched", root.path
-            )
-            return
-        handler = _EventHandler(root, self._on_event, self._note_lost_events)
-        try:
-            observer.schedule(handler, root.watched, recursive=True)
-        except OSError as exc:
-            log.warning("cannot watch article folder %s: %s", root.path, exc)
-            self._note_lost_events(f"cannot watch {root.path}")
+    def _on_parent_event(self, parent: str, names: dict[str, str], event: FileSystemEvent) -> None:
+        """An entry of a root's parent changed: if it is a root's, look at that root again."""
+        for raw in (event.src_path, event.dest_path):
+            path = os.fsdecode(raw)
+            if path and os.path.dirname(path) == parent and os.path.basename(path) in names:
+                self._request_root_check(names[os.path.basename(path)])
 
     def _on_event(self, root: _Root, event: FileSystemEvent) -> None:
         kind = event.event_type
@@ -349,8 +505,7 @@ class ArticleWatcher:
             if source is not None:
                 self._note_dir_gone(source)
                 if source == root.path:
-                    log.warning("article folder %s was removed; no longer watched", root.path)
-                    self._note_lost_events(f"{root.path} was removed")
+                    self._request_root_check(root.path)
         if kind in (EVENT_TYPE_CREATED, EVENT_TYPE_MOVED):
             target_path = event.dest_path if kind == EVENT_TYPE_MOVED else event.src_path
             target = self._visible_dir(root, target_path)
@@ -433,6 +588,11 @@ class ArticleWatcher:
             self._dirs_to_walk.append(path)
             self._cond.notify()
 
+    def _request_root_check(self, path: str) -> None:
+        with self._cond:
+            self._roots_to_check.add(path)
+            self._cond.notify()
+
     def _mark_activity_locked(self, path: str, now: float) -> None:
         self._last_event_at = now
         self._fresh.add(path)
@@ -473,11 +633,14 @@ class ArticleWatcher:
             with self._cond:
                 if not self._wait_for_work_locked():
                     break
+                roots, self._roots_to_check = self._roots_to_check, set()
                 dirs, self._dirs_to_walk = self._dirs_to_walk, []
             try:
+                if roots:
+                    self._check_roots(roots)
                 if dirs:
                     self._walk(dirs)
-                else:
+                if not roots and not dirs:
                     self._deliver(self._collect(final=False))
             except Exception:
                 log.exception("file watcher worker failed; carrying on")
@@ -495,7 +658,7 @@ class ArticleWatcher:
         return False
 
     def _wake_time_locked(self, now: float) -> float | None:
-        if self._dirs_to_walk:
+        if self._dirs_to_walk or self._roots_to_check:
             return now
         if self._burst_started is not None:
             if len(self._fresh) >= self._max_batch:

@@ -293,3 +293,42 @@ def test_metrics_are_current_without_asking_healthz(
     assert 'feeds_rejected_files{kind="error"} 1.0' in metrics
     assert "feeds_files_pending 0.0" in metrics and "feeds_alert_backlog 0.0" in metrics
     assert any(line.startswith("feeds_newest_item_timestamp_seconds ") for line in metrics)
+
+
+def test_article_folder_missing_at_start_is_watched_once_it_appears(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    articles = tmp_path / "articles"
+    articles.rmdir()  # e.g. on a share not mounted yet
+    backup = write(tmp_path / "backup" / "a.md", hexo_post("北交所发布新规", BSE)).parent
+    service = ServiceProcess(config).wait_ready()
+    try:
+        assert service.health()["unwatched_roots"] == [str(articles)]
+        shutil.copytree(backup, articles)
+        wait_for(lambda: titles(service, "/all.rss") == ["北交所发布新规"], timeout=12,
+                 what="the files of the folder that appeared")  # fmt: skip
+        assert "unwatched_roots" not in service.health()
+        write(articles / "b.md", jekyll_post("央行逆回购", OTHER))
+        wait_for(lambda: "央行逆回购" in titles(service, "/all.rss"), timeout=5,
+                 what="a file written into it later (no rescan due for 600 s)")  # fmt: skip
+    finally:
+        assert service.stop()[0] == 0
+    assert any(" INFO " in line and str(articles) in line for line in service.log)
+
+
+def test_article_folder_removed_and_restored_is_watched_again(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    articles = tmp_path / "articles"
+    write(articles / "a.md", hexo_post("北交所发布新规", BSE))
+    wait_for(lambda: titles(service, "/all.rss") == ["北交所发布新规"], what="item")
+    backup = tmp_path / "backup"
+    shutil.copytree(articles, backup)
+    shutil.rmtree(articles)
+    wait_for(lambda: service.health().get("unwatched_roots") == [str(articles)],
+             what="the missing folder in /healthz")  # fmt: skip
+    shutil.copytree(backup, articles)
+    wait_for(lambda: "unwatched_roots" not in service.health(), timeout=12, what="watched again")
+    write(articles / "b.md", jekyll_post("央行逆回购", OTHER))
+    both = sorted(["北交所发布新规", "央行逆回购"])
+    wait_for(lambda: sorted(titles(service, "/all.rss")) == both, timeout=5,
+             what="the restored file and a file written later")  # fmt: skip
