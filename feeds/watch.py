@@ -10,6 +10,12 @@ A changed file is *complete* (settled) once either
   or it was renamed into place (the write-then-rename idiom), or
 * its ``(size, mtime_ns)`` stayed the same across ``settle`` seconds with no event in between.
 
+Where close events are reported (inotify), a file written through a handle while watched (a
+modify event) waits for that close: the settle rule applies to it only ``close_wait`` seconds
+after its last write without a close (a writer that never closes, a ``truncate()`` by path),
+which is logged. Files that appeared without a write event (renamed or linked in, found by
+walking a new folder) and every file on other platforms follow the settle rule alone.
+
 A burst of events ends after ``debounce`` seconds without one, but complete files are delivered
 at once (after ``COMPLETE_QUIET``), also while other files are still being written: only those
 wait, to close or settle. Deletions wait for the debounce (an editor that moves the old file
@@ -71,9 +77,16 @@ MAX_BURST_DELAY = 2.0  # seconds after the first event of a burst at which we fl
 # The lull that ends a burst of complete files (closed or renamed): none, a complete file is
 # delivered as soon as the worker is free; files completed while it is busy form the next batch.
 COMPLETE_QUIET = 0.0
+# How long a file written through a handle waits for that handle's close before the settle rule
+# applies. A scraper pauses between writes for seconds (fetching the next paragraph), far less than
+# this; a writer that never closes (a leaked handle, a truncate() by path) holds its file back no
+# longer than this. Below MAX_SETTLE_WAIT, so a file left open is taken before that cap.
+CLOSE_WAIT = 30.0
 MAX_SETTLE_WAIT = 60.0  # seconds a file may keep changing before it is emitted anyway
 PENDING_LIMIT_FACTOR = 20  # at most max_batch * this paths wait to settle; more are dropped
 WORKER_THREAD_NAME = "feeds-watch"
+# Only the inotify observer reports close-after-write (FSEvents, kqueue, Windows, polling do not).
+CLOSE_EVENTS = Observer.__module__ == "watchdog.observers.inotify"
 # A root's parent is watched for the root's own entry only (created, deleted, renamed; a symlink
 # root is a file entry), not for reads, writes or attributes of its other entries.
 PARENT_EVENTS = [
@@ -115,6 +128,7 @@ class _PendingChange:
     first_seen: float
     is_new: bool  # created while pending: nobody downstream knows this path
     complete: bool = False  # closed after writing, or renamed into place, since the last write
+    close_by: float | None = None  # written through a handle: its close is awaited until then
     version: int = 0  # bumped on every event, so a stat taken meanwhile is recognised as stale
     signature: Signature | None = None
     stable_since: float = 0.0
@@ -249,10 +263,11 @@ class ArticleWatcher:
         settle: float = 0.5,
         max_batch: int = 5000,
         complete_quiet: float = COMPLETE_QUIET,
+        close_wait: float = CLOSE_WAIT,
         on_root_back: Callable[[str], None] | None = None,
     ) -> None:
-        if debounce < 0 or settle < 0 or max_batch < 1:
-            raise ValueError("debounce and settle must be >= 0 and max_batch >= 1")
+        if debounce < 0 or settle < 0 or close_wait < 0 or max_batch < 1:
+            raise ValueError("debounce, settle and close_wait must be >= 0 and max_batch >= 1")
         self._root_paths = tuple(dict.fromkeys(os.path.abspath(root) for root in roots))
         self._accept = accept
         self._on_batch = on_batch
@@ -260,6 +275,7 @@ class ArticleWatcher:
         self._debounce = debounce
         self._complete_quiet = min(complete_quiet, debounce)
         self._settle = settle
+        self._close_wait = close_wait if CLOSE_EVENTS else None
         self._max_batch = max_batch
         self._pending_limit = max_batch * PENDING_LIMIT_FACTOR
 
@@ -474,7 +490,8 @@ class ArticleWatcher:
         if kind in (EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED):
             path = self._accepted_file(root, event.src_path)
             if path is not None:
-                self._note_change(path, created=kind == EVENT_TYPE_CREATED, complete=False)
+                created, written = kind == EVENT_TYPE_CREATED, kind == EVENT_TYPE_MODIFIED
+                self._note_change(path, created=created, complete=False, written=written)
         elif kind == EVENT_TYPE_CLOSED:
             path = self._accepted_file(root, event.src_path)
             if path is not None:
@@ -526,7 +543,9 @@ class ArticleWatcher:
             return None
         return path
 
-    def _note_change(self, path: str, *, created: bool, complete: bool) -> None:
+    def _note_change(
+        self, path: str, *, created: bool, complete: bool, written: bool = False
+    ) -> None:
         with self._cond:
             now = time.monotonic()
             entry = self._changes.get(path)
@@ -536,6 +555,8 @@ class ArticleWatcher:
                     return
             entry.version += 1
             entry.complete = complete
+            if written and self._close_wait is not None:
+                entry.close_by = now + self._close_wait
             entry.signature = None
             entry.recheck_at = now
             self._mark_activity_locked(path, now)
@@ -720,17 +741,33 @@ class ArticleWatcher:
             return _Verdict.VANISHED
         if entry.complete:
             return _Verdict.READY
+        settled = signature == entry.signature and now - entry.stable_since >= self._settle
         if signature != entry.signature:
             entry.signature = signature
             entry.stable_since = now
-        elif now - entry.stable_since >= self._settle:
+        close_by = self._awaited_close(path, entry, now)
+        if settled and close_by is None:
             return _Verdict.READY
         give_up_at = entry.first_seen + MAX_SETTLE_WAIT
         if now >= give_up_at:
             log.info("%s kept changing for %.0f s; emitted anyway", path, MAX_SETTLE_WAIT)
             return _Verdict.READY
-        entry.recheck_at = min(entry.stable_since + self._settle, give_up_at)
+        ready_at = entry.stable_since + self._settle if close_by is None else close_by
+        entry.recheck_at = min(ready_at, give_up_at)
         return _Verdict.WAIT
+
+    def _awaited_close(self, path: str, entry: _PendingChange, now: float) -> float | None:
+        """Until when the file still waits for its writer's close; None once the settle rule
+        decides (no write seen through a handle, or the wait is over: logged once)."""
+        if entry.close_by is None or now < entry.close_by:
+            return entry.close_by
+        entry.close_by = None
+        log.info(
+            "%s: no close %.0f s after its last write; taken once its size and mtime stay the "
+            "same for %g s",
+            path, self._close_wait, self._settle,
+        )  # fmt: skip
+        return None
 
     def _split(self, changed: list[str], gone: list[str], gone_dirs: set[str]) -> list[Batch]:
         """Batches of at most max_batch paths; gone_dirs and gone come first, as applied."""

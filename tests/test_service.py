@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,3 +333,23 @@ def test_article_folder_removed_and_restored_is_watched_again(
     both = sorted(["北交所发布新规", "央行逆回购"])
     wait_for(lambda: sorted(titles(service, "/all.rss")) == both, timeout=5,
              what="the restored file and a file written later")  # fmt: skip
+
+
+def test_file_written_slowly_is_published_once_complete(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """A scraper writing front matter, then paragraphs, through one handle, 1.5 s apart."""
+    text = hexo_post("北交所发布新规", [*BSE, "新三板同步调整。"])
+    front, body = text.split("---\n\n", 1)  # the front matter, not yet closed
+    cut = body.index("新三板")
+    with (tmp_path / "articles" / "slow.md").open("w", encoding="utf-8") as handle:
+        for part in (front, "---\n\n" + body[:cut], body[cut:]):
+            handle.write(part)
+            handle.flush()
+            time.sleep(1.5)
+    wait_for(lambda: titles(service, "/topics/xinsanban.rss") == ["北交所发布新规"],
+             what="the whole article")  # fmt: skip
+    metrics = service.get("/metrics").text.splitlines()
+    assert "feeds_files_rejected_total 0.0" in metrics  # never seen half-written
+    assert "feeds_items_new_total 1.0" in metrics
+    assert "feeds_items_updated_total 0.0" in metrics

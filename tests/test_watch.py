@@ -453,3 +453,38 @@ def test_check_roots_finds_a_root_whose_parent_was_missing_too(
     wait_until(lambda: back.paths == [str(deep)], timeout=5)
     write(deep / "a.md")
     wait_until(lambda: str(deep / "a.md") in recorder.changed())
+
+
+# -- files written slowly through one handle ------------------------------------------------
+
+
+def test_a_file_written_slowly_through_one_handle_waits_for_its_close(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    # Pauses between writes far longer than settle: only the close tells it is complete.
+    _, recorder = make_watcher(debounce=0.1, settle=0.3)
+    article = root / "slow.md"
+    with article.open("w", encoding="utf-8") as handle:
+        for part in ("---\ntitle: 慢\n", "---\n\n", "第一段\n\n", "第二段\n"):
+            handle.write(part)
+            handle.flush()
+            time.sleep(0.8)
+        assert recorder.changed() == []
+    wait_until(lambda: str(article) in recorder.changed())
+    time.sleep(0.3)
+    assert recorder.sizes[str(article)] == [article.stat().st_size]
+
+
+def test_an_open_file_falls_back_to_the_settle_rule_after_close_wait(
+    make_watcher: WatcherFactory, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="feeds.watch")
+    _, recorder = make_watcher(debounce=0.1, settle=0.3, close_wait=1.5)
+    article = root / "left-open.md"
+    with article.open("w", encoding="utf-8") as handle:
+        handle.write("# 写完了，但没有关闭\n")
+        handle.flush()
+        time.sleep(1.2)
+        assert recorder.changed() == []  # settled long ago, but a close may still come
+        wait_until(lambda: str(article) in recorder.changed(), timeout=3)  # not after 60 s
+    assert any(r.levelno == logging.INFO and str(article) in r.getMessage() for r in caplog.records)
