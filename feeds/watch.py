@@ -25,6 +25,10 @@ A file that keeps changing is emitted anyway after ``MAX_SETTLE_WAIT`` seconds. 
 vanishes before settling is dropped if it was created while pending (nobody has seen it) and
 reported in ``Batch.gone`` otherwise.
 
+A folder renamed within a root arrives as one batch: its old name in ``gone_dirs`` and every
+file below its new name in ``changed`` (complete: a rename writes nothing), so its articles never
+vanish for a moment. A folder moved out of the roots is a deletion, one moved in a creation.
+
 Roots come and go: each root's parent folder is watched for the root's own name, so a root that
 is missing at ``start()``, deleted, renamed away or replaced (``rm -rf``, then ``cp -r``; a
 re-cloned folder renamed into place) is watched again as soon as it is there, and
@@ -47,7 +51,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,9 +109,10 @@ class Batch:
 
     ``gone_dirs`` holds directories deleted or moved away: every path below ``dir + os.sep`` that
     the consumer knows is gone (the watcher keeps no index, so it cannot list them). A directory
-    may be re-created later in the same batch; its new files are then in ``changed``. A path
-    reported gone that exists again when the batch is applied (re-created, or its root restored
-    before a late deletion event) is not gone: its own events tell the rest.
+    may be re-created later in the same batch; its new files are then in ``changed``. A folder
+    renamed within a root is one batch: its old name here, the files below its new name in
+    ``changed``. A path reported gone that exists again when the batch is applied (re-created, or
+    its root restored before a late deletion event) is not gone: its own events tell the rest.
     """
 
     changed: frozenset[str]  # absolute paths created/modified/moved-to, complete
@@ -246,7 +251,9 @@ class ArticleWatcher:
 
     ``on_batch`` runs on one worker thread, never concurrently and never under the watcher's
     lock. If it raises, the error is logged and that batch is dropped (the rescan repairs it).
-    A batch never holds more than ``max_batch`` paths in ``changed`` and ``gone`` together.
+    A batch never holds more than ``max_batch`` paths in ``changed`` and ``gone`` together,
+    except that the files of a folder renamed within a root all come in the batch that says
+    its old name is gone.
 
     ``on_root_back`` is called on the worker thread with a root's path when that root is watched
     again after it was missing or replaced (not at ``start()``): files may have arrived unseen,
@@ -283,7 +290,8 @@ class ArticleWatcher:
         self._changes: dict[str, _PendingChange] = {}
         self._gone: set[str] = set()
         self._gone_dirs: set[str] = set()
-        self._dirs_to_walk: list[str] = []
+        self._moved_to: set[str] = set()  # new names of folders renamed within a root
+        self._dirs_to_walk: list[tuple[str, str | None]] = []  # (folder, its old name if renamed)
         self._roots_to_check: set[str] = set()
         self._unwatched: dict[str, str] = {}  # root path -> why it is not watched now
         self._fresh: set[str] = set()  # paths with events since the last evaluation
@@ -506,6 +514,8 @@ class ArticleWatcher:
 
     def _on_file_moved(self, root: _Root, event: FileSystemEvent) -> None:
         source = self._accepted_file(root, event.src_path) if event.src_path else None
+        if event.is_synthetic and source is not None:
+            return  # below a folder renamed within the root: the walk of its new name has it
         if source is not None:
             self._note_gone(source)
         target = self._accepted_file(root, event.dest_path) if event.dest_path else None
@@ -517,17 +527,21 @@ class ArticleWatcher:
     def _on_dir_event(self, root: _Root, event: FileSystemEvent, kind: str) -> None:
         if kind == EVENT_TYPE_MODIFIED or event.is_synthetic:
             return  # synthetic events describe a subtree already covered by its top directory
+        source = target = None
         if kind in (EVENT_TYPE_DELETED, EVENT_TYPE_MOVED):
             source = self._visible_dir(root, event.src_path)
-            if source is not None:
-                self._note_dir_gone(source)
-                if source == root.path:
-                    self._request_root_check(root.path)
         if kind in (EVENT_TYPE_CREATED, EVENT_TYPE_MOVED):
             target_path = event.dest_path if kind == EVENT_TYPE_MOVED else event.src_path
             target = self._visible_dir(root, target_path)
-            if target is not None:
-                self._request_walk(target)
+        if source is not None and target is not None:
+            self._request_walk(target, moved_from=source)  # renamed within the root
+            return
+        if source is not None:
+            self._note_dir_gone(source)
+            if source == root.path:
+                self._request_root_check(root.path)
+        if target is not None:
+            self._request_walk(target)
 
     def _accepted_file(self, root: _Root, raw_path: bytes | str) -> str | None:
         path = root.reported_path(os.fsdecode(raw_path))
@@ -604,9 +618,28 @@ class ArticleWatcher:
             self._gone_dirs.add(path)
             self._mark_activity_locked(path, time.monotonic())
 
-    def _request_walk(self, path: str) -> None:
+    def _note_dir_moved(self, source: str, target: str, files: Iterable[str]) -> None:
+        """A folder renamed within a root: its old paths go when the files below its new name
+        arrive, in the same batch; those are complete (a rename writes nothing)."""
         with self._cond:
-            self._dirs_to_walk.append(path)
+            now = time.monotonic()
+            self._gone_dirs.add(source)
+            self._moved_to.add(target)
+            self._mark_activity_locked(source, now)
+            for path in files:
+                if path in self._changes:
+                    continue  # written since the rename: its own events decide
+                entry = self._new_entry_locked(path, True, now)
+                if entry is None:
+                    return
+                entry.version += 1
+                entry.complete = True
+                entry.recheck_at = now
+                self._mark_activity_locked(path, now)
+
+    def _request_walk(self, path: str, moved_from: str | None = None) -> None:
+        with self._cond:
+            self._dirs_to_walk.append((path, moved_from))
             self._cond.notify()
 
     def _request_root_check(self, path: str) -> None:
@@ -692,15 +725,23 @@ class ArticleWatcher:
             return min(quiet_at, self._burst_started + MAX_BURST_DELAY)
         return self._next_recheck
 
-    def _walk(self, dirs: Iterable[str]) -> None:
-        """Surface the files of directories created or moved in (their own events may be lost)."""
-        for top in _outermost(dirs):
-            for folder, subdirs, files in os.walk(top):
-                subdirs[:] = [name for name in subdirs if not name.startswith(".")]
-                for name in files:
-                    path = os.path.join(folder, name)
-                    if self._accept(path):
-                        self._note_discovered(path)
+    def _walk(self, dirs: Sequence[tuple[str, str | None]]) -> None:
+        """Surface the files of directories created, moved in or renamed (their own events may
+        be lost). Renamed ones go first: their files are complete, not merely discovered."""
+        for target, source in dirs:
+            if source is not None:
+                self._note_dir_moved(source, target, list(self._files_below(target)))
+        for top in _outermost(target for target, source in dirs if source is None):
+            for path in self._files_below(top):
+                self._note_discovered(path)
+
+    def _files_below(self, top: str) -> Iterator[str]:
+        for folder, subdirs, files in os.walk(top):
+            subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+            for name in files:
+                path = os.path.join(folder, name)
+                if self._accept(path):
+                    yield path
 
     def _collect(self, *, final: bool) -> list[Batch]:
         """Check the changes that are due and take everything ready to be emitted."""
@@ -731,8 +772,9 @@ class ArticleWatcher:
                         self._gone.add(path)
             gone, self._gone = self._gone, set()
             gone_dirs, self._gone_dirs = self._gone_dirs, set()
+            moved_to, self._moved_to = self._moved_to, set()
             self._next_recheck = min((e.recheck_at for e in self._changes.values()), default=None)
-        return self._split(changed, sorted(gone), gone_dirs)
+        return self._split(changed, sorted(gone), gone_dirs, moved_to)
 
     def _judge(
         self, path: str, entry: _PendingChange, signature: Signature | None, now: float
@@ -769,21 +811,28 @@ class ArticleWatcher:
         )  # fmt: skip
         return None
 
-    def _split(self, changed: list[str], gone: list[str], gone_dirs: set[str]) -> list[Batch]:
-        """Batches of at most max_batch paths; gone_dirs and gone come first, as applied."""
-        paths = [(path, True) for path in gone] + [(path, False) for path in changed]
+    def _split(
+        self, changed: list[str], gone: list[str], gone_dirs: set[str], moved_to: set[str]
+    ) -> list[Batch]:
+        """Batches of at most max_batch paths; gone_dirs and gone come first, as applied. The
+        files below renamed folders all join the first batch, with their old names in
+        gone_dirs: split off, they would be missing for a moment."""
+        below = tuple(os.path.join(folder, "") for folder in moved_to)
+        moved = [path for path in changed if path.startswith(below)]
+        paths = [(path, True) for path in gone]
+        paths += [(path, False) for path in changed if not path.startswith(below)]
+        room = max(0, self._max_batch - len(moved))
+        chunks = [paths[:room]]
+        chunks += [paths[i : i + self._max_batch] for i in range(room, len(paths), self._max_batch)]
         batches: list[Batch] = []
-        for start in range(0, len(paths), self._max_batch):
-            chunk = paths[start : start + self._max_batch]
-            batches.append(
-                Batch(
-                    changed=frozenset(path for path, is_gone in chunk if not is_gone),
-                    gone=frozenset(path for path, is_gone in chunk if is_gone),
-                    gone_dirs=frozenset(gone_dirs) if start == 0 else frozenset(),
-                )
+        for n, chunk in enumerate(chunks):
+            batch = Batch(
+                changed=frozenset([*(moved if n == 0 else ()), *(p for p, g in chunk if not g)]),
+                gone=frozenset(path for path, is_gone in chunk if is_gone),
+                gone_dirs=frozenset(gone_dirs) if n == 0 else frozenset(),
             )
-        if not batches and gone_dirs:
-            batches.append(Batch(frozenset(), frozenset(), frozenset(gone_dirs)))
+            if batch.changed or batch.gone or batch.gone_dirs:
+                batches.append(batch)
         return batches
 
     def _deliver(self, batches: Iterable[Batch]) -> None:

@@ -353,3 +353,28 @@ def test_file_written_slowly_is_published_once_complete(
     assert "feeds_files_rejected_total 0.0" in metrics  # never seen half-written
     assert "feeds_items_new_total 1.0" in metrics
     assert "feeds_items_updated_total 0.0" in metrics
+
+
+def test_renaming_a_folder_does_not_unpublish_its_items(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    articles, staging = tmp_path / "articles", tmp_path / "staging"
+    for n in range(1000):
+        text = jekyll_post(
+            f"批量消息{n}", [f"第{n}条：北交所公司公告，第{n}期项目顺利推进。"], link=None
+        )
+        write(staging / f"2024-05-14-{n}.md", text)
+    os.rename(staging, articles / "batchA")
+    wait_for(lambda: service.health()["items"] == 1000, timeout=120, what="1000 items")
+    ids = {item["id"] for item in stored_items(tmp_path)}
+    os.rename(articles / "batchA", articles / "batchA-renamed")
+    renamed = str(articles / "batchA-renamed") + os.sep
+
+    def moved() -> bool:
+        items = stored_items(tmp_path)
+        return all(str(path).startswith(renamed) for i in items for path in i["paths"])  # type: ignore[attr-defined]
+
+    wait_for(moved, timeout=60, what="every item under the new folder name")
+    metrics = service.get("/metrics").text.splitlines()
+    assert "feeds_items_removed_total 0.0" in metrics  # not even for a moment
+    assert {item["id"] for item in stored_items(tmp_path)} == ids

@@ -488,3 +488,28 @@ def test_an_open_file_falls_back_to_the_settle_rule_after_close_wait(
         assert recorder.changed() == []  # settled long ago, but a close may still come
         wait_until(lambda: str(article) in recorder.changed(), timeout=3)  # not after 60 s
     assert any(r.levelno == logging.INFO and str(article) in r.getMessage() for r in caplog.records)
+
+
+# -- folders renamed inside a root --------------------------------------------------------------
+
+
+def test_folder_renamed_within_the_root_arrives_as_one_batch(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    old, new = root / "batchA", root / "batchA-renamed"
+    (old / "deeper").mkdir(parents=True)
+    for n in range(300):
+        write(old / ("deeper" if n % 3 else ".") / f"{n}.md")
+    expected = {
+        os.path.normpath(p.replace(str(old), str(new), 1)) for p in map(str, old.rglob("*.md"))
+    }
+    _, recorder = make_watcher(max_batch=100)
+    old.rename(new)
+    wait_until(lambda: str(old) in recorder.gone_dirs())
+    time.sleep(0.5)
+    with_dir = [batch for batch in recorder.batches if str(old) in batch.gone_dirs]
+    assert len(with_dir) == 1
+    # one batch: the old paths are gone in the same breath as the new ones arrive
+    assert with_dir[0].changed == frozenset(expected)
+    assert sorted(recorder.changed()) == sorted(expected)
+    assert recorder.gone() == set()
