@@ -167,6 +167,7 @@ class Service:
             self.on_batch,
             debounce=config.service.debounce_seconds,
             settle=config.service.settle_seconds,
+            on_root_back=self.on_root_back,
         )
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -183,15 +184,21 @@ class Service:
 
     def on_batch(self, batch: Batch) -> None:
         # Ingest applies changed files before gone ones, so a path both re-created and listed
-        # as gone (directory replaced) must not be forgotten after being re-read.
+        # as gone (directory replaced) must not be forgotten after being re-read. A path that is
+        # there again is not gone either: its own events tell what it is now, and a deletion
+        # seen late (a root removed and restored, then rescanned) must not forget it.
         below = {p for folder in batch.gone_dirs for p in self.store.paths_under(folder)}
-        gone = sorted((below | batch.gone) - batch.changed)
+        gone = sorted(p for p in (below | batch.gone) - batch.changed if not os.path.lexists(p))
 
         def run() -> BuildReport:
             report = self.pipeline.ingest(sorted(batch.changed), gone)
             return BuildReport(batch=report, render=self.pipeline.render())
 
         self._timed("watch", run)
+
+    def on_root_back(self, path: str) -> None:
+        """An article folder is watched again: files may have arrived while it was not."""
+        self.rescan()
 
     def _timed(self, trigger: str, work: Callable[[], BuildReport]) -> None:
         started = time.perf_counter()
@@ -234,6 +241,7 @@ class Service:
             self.state.newest_item = self.store.newest_item_seen() or self.state.newest_item
 
     def rescan_if_events_were_lost(self) -> None:
+        self.watcher.check_roots()  # a missing article folder that appeared: watched, rescanned
         if self.watcher.consume_overflow():
             log.warning("file events may have been lost; rescanning now")
             self.rescan()
@@ -265,6 +273,9 @@ class Service:
             detail["last_error"] = self.state.last_error
         if self._websub is not None:
             detail["websub_pending"] = self._websub.notifier.pending
+        unwatched = self.watcher.unwatched_roots
+        if unwatched:
+            detail["unwatched_roots"] = list(unwatched)
         quiet = self._quiet_for(now)
         if quiet is not None:
             detail["quiet"] = (

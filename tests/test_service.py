@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -351,3 +352,87 @@ def test_items_stored_while_feeds_cannot_be_written_count_as_arrived(
     wait_for(lambda: "last_error" in service.health(), what="the failed render")
     assert "cannot write to" in service.health()["last_error"]
     assert service.health()["newest_item"] is not None  # stored, so it arrived
+
+
+def test_article_folder_missing_at_start_is_watched_once_it_appears(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    articles = tmp_path / "articles"
+    articles.rmdir()  # e.g. on a share not mounted yet
+    backup = write(tmp_path / "backup" / "a.md", hexo_post("北交所发布新规", BSE)).parent
+    service = ServiceProcess(config).wait_ready()
+    try:
+        assert service.health()["unwatched_roots"] == [str(articles)]
+        shutil.copytree(backup, articles)
+        wait_for(lambda: titles(service, "/all.rss") == ["北交所发布新规"], timeout=12,
+                 what="the files of the folder that appeared")  # fmt: skip
+        assert "unwatched_roots" not in service.health()
+        write(articles / "b.md", jekyll_post("央行逆回购", OTHER))
+        wait_for(lambda: "央行逆回购" in titles(service, "/all.rss"), timeout=5,
+                 what="a file written into it later (no rescan due for 600 s)")  # fmt: skip
+    finally:
+        assert service.stop()[0] == 0
+    assert any(" INFO " in line and str(articles) in line for line in service.log)
+
+
+def test_article_folder_removed_and_restored_is_watched_again(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    articles = tmp_path / "articles"
+    write(articles / "a.md", hexo_post("北交所发布新规", BSE))
+    wait_for(lambda: titles(service, "/all.rss") == ["北交所发布新规"], what="item")
+    backup = tmp_path / "backup"
+    shutil.copytree(articles, backup)
+    shutil.rmtree(articles)
+    wait_for(lambda: service.health().get("unwatched_roots") == [str(articles)],
+             what="the missing folder in /healthz")  # fmt: skip
+    shutil.copytree(backup, articles)
+    wait_for(lambda: "unwatched_roots" not in service.health(), timeout=12, what="watched again")
+    write(articles / "b.md", jekyll_post("央行逆回购", OTHER))
+    both = sorted(["北交所发布新规", "央行逆回购"])
+    wait_for(lambda: sorted(titles(service, "/all.rss")) == both, timeout=5,
+             what="the restored file and a file written later")  # fmt: skip
+
+
+def test_file_written_slowly_is_published_once_complete(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """A scraper writing front matter, then paragraphs, through one handle, 1.5 s apart."""
+    text = hexo_post("北交所发布新规", [*BSE, "新三板同步调整。"])
+    front, body = text.split("---\n\n", 1)  # the front matter, not yet closed
+    cut = body.index("新三板")
+    with (tmp_path / "articles" / "slow.md").open("w", encoding="utf-8") as handle:
+        for part in (front, "---\n\n" + body[:cut], body[cut:]):
+            handle.write(part)
+            handle.flush()
+            time.sleep(1.5)
+    wait_for(lambda: titles(service, "/topics/xinsanban.rss") == ["北交所发布新规"],
+             what="the whole article")  # fmt: skip
+    metrics = service.get("/metrics").text.splitlines()
+    assert "feeds_files_rejected_total 0.0" in metrics  # never seen half-written
+    assert "feeds_items_new_total 1.0" in metrics
+    assert "feeds_items_updated_total 0.0" in metrics
+
+
+def test_renaming_a_folder_does_not_unpublish_its_items(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    articles, staging = tmp_path / "articles", tmp_path / "staging"
+    for n in range(1000):
+        text = jekyll_post(
+            f"批量消息{n}", [f"第{n}条：北交所公司公告，第{n}期项目顺利推进。"], link=None
+        )
+        write(staging / f"2024-05-14-{n}.md", text)
+    os.rename(staging, articles / "batchA")
+    wait_for(lambda: service.health()["items"] == 1000, timeout=120, what="1000 items")
+    ids = {item["id"] for item in stored_items(tmp_path)}
+    os.rename(articles / "batchA", articles / "batchA-renamed")
+    renamed = str(articles / "batchA-renamed") + os.sep
+
+    def moved() -> bool:
+        items = stored_items(tmp_path)
+        return all(str(path).startswith(renamed) for i in items for path in i["paths"])  # type: ignore[attr-defined]
+
+    wait_for(moved, timeout=60, what="every item under the new folder name")
+    metrics = service.get("/metrics").text.splitlines()
+    assert "feeds_items_removed_total 0.0" in metrics  # not even for a moment
+    assert {item["id"] for item in stored_items(tmp_path)} == ids

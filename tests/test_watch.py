@@ -5,10 +5,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,11 +88,12 @@ def make_watcher(root: Path) -> Iterator[WatcherFactory]:
         settle: float = 0.3,
         max_batch: int = 5000,
         complete_quiet: float = 0.05,
+        **options: Any,
     ) -> tuple[ArticleWatcher, Recorder]:
         recorder = recorder or Recorder()
         watcher = ArticleWatcher(
             roots or [root], accept, recorder, debounce=debounce, settle=settle,
-            max_batch=max_batch, complete_quiet=complete_quiet,
+            max_batch=max_batch, complete_quiet=complete_quiet, **options,
         )  # fmt: skip
         watcher.start()
         started.append(watcher)
@@ -369,3 +372,144 @@ def test_a_file_moved_away_and_written_anew_is_never_gone(
     wait_until(lambda: str(article) in recorder.changed())
     assert recorder.gone() == set()
     assert recorder.sizes[str(article)] == [len("new text")]
+
+
+# -- article roots that appear, vanish or are replaced ---------------------------------------
+
+
+class RootsBack:
+    """on_root_back: the roots the watcher reports watched again, in order."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, path: str) -> None:
+        with self._lock:
+            self.paths.append(path)
+
+
+def test_root_missing_at_start_is_watched_once_it_appears(
+    make_watcher: WatcherFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="feeds.watch")
+    late = tmp_path / "late"
+    back = RootsBack()
+    watcher, recorder = make_watcher(roots=[late], on_root_back=back)
+    assert watcher.unwatched_roots == (str(late),)
+    late.mkdir()  # its parent is watched: no need to wait for a periodic check
+    wait_until(lambda: back.paths == [str(late)], timeout=5)
+    assert not watcher.unwatched_roots
+    assert any(r.levelno == logging.INFO and str(late) in r.getMessage() for r in caplog.records)
+    write(late / "a.md")
+    wait_until(lambda: str(late / "a.md") in recorder.changed())
+
+
+def test_root_removed_and_copied_back_is_watched_again(
+    make_watcher: WatcherFactory, root: Path, tmp_path: Path
+) -> None:
+    write(root / "old.md")
+    backup = tmp_path / "backup"
+    shutil.copytree(root, backup)
+    back = RootsBack()
+    watcher, recorder = make_watcher(on_root_back=back)
+    shutil.rmtree(root)
+    wait_until(lambda: watcher.unwatched_roots == (str(root),))
+    shutil.copytree(backup, root)
+    wait_until(lambda: back.paths == [str(root)], timeout=5)
+    write(root / "new.md")
+    wait_until(lambda: str(root / "new.md") in recorder.changed())
+    assert not watcher.unwatched_roots
+
+
+def test_root_replaced_by_a_rename_is_watched_in_its_new_form(
+    make_watcher: WatcherFactory, root: Path, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    write(fresh / "kept.md")
+    back = RootsBack()
+    _, recorder = make_watcher(on_root_back=back)
+    root.rename(tmp_path / "old")  # how a scraper swaps in a re-cloned folder
+    fresh.rename(root)
+    wait_until(lambda: back.paths == [str(root)], timeout=5)
+    write(tmp_path / "old" / "stale.md")  # no longer the root: not reported under its name
+    write(root / "new.md")
+    wait_until(lambda: str(root / "new.md") in recorder.changed())
+    time.sleep(0.3)
+    assert str(root / "stale.md") not in recorder.changed()
+
+
+def test_check_roots_finds_a_root_whose_parent_was_missing_too(
+    make_watcher: WatcherFactory, tmp_path: Path
+) -> None:
+    deep = tmp_path / "share" / "articles"  # e.g. below a share mounted after the start
+    back = RootsBack()
+    watcher, recorder = make_watcher(roots=[deep], on_root_back=back)
+    deep.mkdir(parents=True)
+    time.sleep(0.3)
+    assert back.paths == []  # nothing watched could tell: the periodic check must
+    watcher.check_roots()
+    wait_until(lambda: back.paths == [str(deep)], timeout=5)
+    write(deep / "a.md")
+    wait_until(lambda: str(deep / "a.md") in recorder.changed())
+
+
+# -- files written slowly through one handle ------------------------------------------------
+
+
+def test_a_file_written_slowly_through_one_handle_waits_for_its_close(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    # Pauses between writes far longer than settle: only the close tells it is complete.
+    _, recorder = make_watcher(debounce=0.1, settle=0.3)
+    article = root / "slow.md"
+    with article.open("w", encoding="utf-8") as handle:
+        for part in ("---\ntitle: 慢\n", "---\n\n", "第一段\n\n", "第二段\n"):
+            handle.write(part)
+            handle.flush()
+            time.sleep(0.8)
+        assert recorder.changed() == []
+    wait_until(lambda: str(article) in recorder.changed())
+    time.sleep(0.3)
+    assert recorder.sizes[str(article)] == [article.stat().st_size]
+
+
+def test_an_open_file_falls_back_to_the_settle_rule_after_close_wait(
+    make_watcher: WatcherFactory, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="feeds.watch")
+    _, recorder = make_watcher(debounce=0.1, settle=0.3, close_wait=1.5)
+    article = root / "left-open.md"
+    with article.open("w", encoding="utf-8") as handle:
+        handle.write("# 写完了，但没有关闭\n")
+        handle.flush()
+        time.sleep(1.2)
+        assert recorder.changed() == []  # settled long ago, but a close may still come
+        wait_until(lambda: str(article) in recorder.changed(), timeout=3)  # not after 60 s
+    assert any(r.levelno == logging.INFO and str(article) in r.getMessage() for r in caplog.records)
+
+
+# -- folders renamed inside a root --------------------------------------------------------------
+
+
+def test_folder_renamed_within_the_root_arrives_as_one_batch(
+    make_watcher: WatcherFactory, root: Path
+) -> None:
+    old, new = root / "batchA", root / "batchA-renamed"
+    (old / "deeper").mkdir(parents=True)
+    for n in range(300):
+        write(old / ("deeper" if n % 3 else ".") / f"{n}.md")
+    expected = {
+        os.path.normpath(p.replace(str(old), str(new), 1)) for p in map(str, old.rglob("*.md"))
+    }
+    _, recorder = make_watcher(max_batch=100)
+    old.rename(new)
+    wait_until(lambda: str(old) in recorder.gone_dirs())
+    time.sleep(0.5)
+    with_dir = [batch for batch in recorder.batches if str(old) in batch.gone_dirs]
+    assert len(with_dir) == 1
+    # one batch: the old paths are gone in the same breath as the new ones arrive
+    assert with_dir[0].changed == frozenset(expected)
+    assert sorted(recorder.changed()) == sorted(expected)
+    assert recorder.gone() == set()
