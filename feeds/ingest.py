@@ -140,6 +140,7 @@ class BatchReport:
     merged: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     rejected_news: int = 0  # of those, new files or new reasons (not a retry failing again)
+    restored: int = 0  # removed items back in the feeds (a file restored, a draft published)
     events: int = 0  # item events emitted (alert sinks got them; a build may emit 100,000)
 
     def add(self, other: BatchReport) -> None:
@@ -148,7 +149,10 @@ class BatchReport:
         self.rejected.extend(other.rejected)
 
 
-_COUNTS = ("seen", "new", "updated", "unchanged", "removed", "merged", "rejected_news", "events")
+_COUNTS = (
+    "seen", "new", "updated", "unchanged", "removed", "merged", "rejected_news", "restored",
+    "events",
+)  # fmt: skip
 EventSink = Callable[[Store, ItemEvent], None]
 
 
@@ -388,6 +392,8 @@ class Ingestor:
                 report.removed += 1
                 self._dirty |= dirty
             return None
+        if previous is not None and previous.removed:
+            report.restored += 1
         rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
         article, topics = self._representative(rep.path)
         updated = article.updated or article.published

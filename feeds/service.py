@@ -58,6 +58,11 @@ class Metrics:
         self.items_new = Counter("feeds_items_new", "Items created", registry=r)
         self.items_updated = Counter("feeds_items_updated", "Items updated", registry=r)
         self.items_removed = Counter("feeds_items_removed", "Items removed", registry=r)
+        self.items_restored = Counter(
+            "feeds_items_restored",
+            "Removed items back (a file restored, a draft published)",
+            registry=r,
+        )
         self.feeds_written = Counter("feeds_feed_files_written", "Feed files written", registry=r)
         self.build_seconds = Histogram(
             "feeds_ingest_seconds",
@@ -79,6 +84,7 @@ class Metrics:
         self.items_new.inc(batch.new)
         self.items_updated.inc(batch.updated)
         self.items_removed.inc(batch.removed)
+        self.items_restored.inc(batch.restored)
         self.feeds_written.inc(len(render.written))
 
 
@@ -223,11 +229,11 @@ class Service:
         if batch.new:
             self.state.newest_item = datetime.now(UTC)
         self.state.last_error = None
-        if batch.new or batch.updated or batch.removed or render.written:
+        if batch.new or batch.updated or batch.removed or batch.restored or render.written:
             log.info(
-                "%s: %d new, %d updated, %d removed, %d rejected; %d files written",
-                trigger, batch.new, batch.updated, batch.removed, len(batch.rejected),
-                len(render.written),
+                "%s: %d new, %d updated, %d removed, %d restored, %d rejected; %d files written",
+                trigger, batch.new, batch.updated, batch.removed, batch.restored,
+                len(batch.rejected), len(render.written),
             )  # fmt: skip
         if batch.events:
             self._alerts.wake()

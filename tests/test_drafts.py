@@ -84,8 +84,9 @@ def test_unpublishing_removes_the_item_and_republishing_restores_its_id(
     assert "央行逆回购" in feed_ids(config, "all.atom")
 
     write(post, hexo_post("北交所新规落地", STORY))
-    build(config)
+    back = build(config).batch
     assert feed_ids(config, "all.atom")["北交所新规落地"] == guid  # readers see no rerun
+    assert (back.new, back.restored) == (0, 1)  # counted, as its removal was
 
 
 def test_a_draft_copy_does_not_remove_the_published_story(
