@@ -279,9 +279,11 @@ def _cannot_read(exc: OSError) -> str:
     return f"cannot read: {exc.strerror or exc}"
 
 
-# Rejections a chmod can cure without changing the file's stamp (the scan retries them).
-PERMISSION_DENIED = frozenset(
-    _cannot_read(OSError(code, os.strerror(code))) for code in (errno.EACCES, errno.EPERM)
+# Rejections that go away without the file's stamp changing, so the scan retries them: a chmod
+# (EACCES, EPERM), or the process or system out of file descriptors or memory for a moment.
+RETRIED_REASONS = frozenset(
+    _cannot_read(OSError(code, os.strerror(code)))
+    for code in (errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 )
 
 

@@ -27,7 +27,7 @@ from feeds.model import Article, FileStamp
 from feeds.neardup import ANCHOR_VERSION
 from feeds.normalize import NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds, warm_caches
-from feeds.parse import PERMISSION_DENIED, parse_file
+from feeds.parse import RETRIED_REASONS, parse_file
 from feeds.scan import ScanDiff, every_path, make_filter, scan_changes
 from feeds.store import Store
 
@@ -193,9 +193,10 @@ class Pipeline:
         """What changed on disk against ``known`` (default: the store's file index)."""
         known = self._known_files() if known is None else known
         roots, follow = self.config.articles, self.config.input.follow_symlinks
-        # A chmod does not change the stamp: files refused for their permissions are tried
-        # again at every full scan (few; an unchanged rejection is not logged again).
-        retry = self.store.rejected_for(PERMISSION_DENIED)
+        # A chmod, or descriptors freed again, do not change the stamp: files refused for their
+        # permissions or for a lack of descriptors are tried again at every full scan (few; an
+        # unchanged rejection is not logged again).
+        retry = self.store.rejected_for(RETRIED_REASONS)
         return scan_changes(roots, self.accept, follow, known, reread=self.forced, retry=retry)
 
     # -- processing ------------------------------------------------------------------------

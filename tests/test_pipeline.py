@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -406,3 +408,27 @@ def test_a_rejection_is_news_once(make_config: Callable[..., Config], articles: 
     write(broken, b"\x00\x01binary\x00")  # broken for another reason: news again
     other = build(config).batch
     assert (len(other.rejected), other.rejected_news) == (1, 1)
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.EACCES])
+def test_a_file_refused_for_a_passing_reason_is_read_again(
+    make_config: Callable[..., Config], articles: Path, code: int
+) -> None:
+    """Out of file descriptors (many clients at once) or a chmod: the file's stamp does not
+    change, so the next full scan must read it again rather than keep the rejection."""
+    config = make_config()
+    write(articles / "a.md", hexo_post("央行逆回购", OTHER))
+    build(config)
+    later = write(articles / "b.md", hexo_post("北交所新规", STORY))
+    info = later.stat()
+    store = open_store(config.state)
+    try:
+        with store.transaction():  # as a read that failed with `code` left it
+            reason = f"cannot read: {os.strerror(code)}"
+            store.record_error(
+                str(later), reason, info.st_size, info.st_mtime_ns, datetime.now(UTC)
+            )
+    finally:
+        store.close()
+    assert build(config).batch.new == 1
+    assert "北交所新规" in [entry.title for entry in feed_entries(config, "all.atom")]
