@@ -71,6 +71,7 @@ ALLOW_HEADER = ", ".join(ALLOWED_METHODS)
 # a raw request gets the answer its percent-encoded form gets, and as encoding never shortens a
 # line, the request as received is held to the limit too. Longer -> 414.
 MAX_URL_BYTES = 2048
+HEAD_TIMEOUT = 10.0  # seconds a connection has to send each request head
 MAX_HEADER_BYTES = 8 * 1024  # header names + values -> 431; h11 refuses larger partial reads
 CACHE_ENTRIES = 256
 CACHE_BYTES = 128 * 1024 * 1024  # body + gzip bytes held by the artefact cache
@@ -623,6 +624,45 @@ class _H11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.conn = _RequestLineEncoder(config.h11_max_incomplete_event_size or MAX_HEADER_BYTES)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # A connection gets ``head_timeout`` seconds for each request head: uvicorn's keep-alive
+    # timeout ends when any byte arrives, and nothing limits a head that never completes, so
+    # idle or trickling clients could hold every file descriptor of the process (the ingest
+    # then cannot open articles).
+    head_timeout = HEAD_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:  # a head arrived (or the connection ended)
+            self._cancel_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_head_timer()  # the next request's head
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self.transport.close()
 
 
 # --------------------------------------------------------------------------- server thread
@@ -663,8 +703,17 @@ class _QuietServer(uvicorn.Server):
 class ServerThread:
     """Runs uvicorn for ``app`` in a daemon thread on ``host:port`` (port 0 = a free port)."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, *, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        *,
+        log_level: str = "warning",
+        head_timeout: float = HEAD_TIMEOUT,
+    ) -> None:
         self.host = host
+        protocol = type("_H11Protocol", (_H11Protocol,), {"head_timeout": head_timeout})
         self._requested_port = port
         self._config = uvicorn.Config(
             app,
@@ -672,7 +721,7 @@ class ServerThread:
             port=port,
             log_level=log_level,
             log_config=None,  # leave the service's logging set-up alone
-            http=_H11Protocol,  # h11_max_incomplete_event_size caps request line + headers
+            http=protocol,  # h11_max_incomplete_event_size caps request line + headers
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             ws="none",
             lifespan="auto",

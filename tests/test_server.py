@@ -1051,3 +1051,39 @@ def test_server_thread_context_manager_and_keep_alive(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{server.port}/all.rss"
         assert [c.get(url).status_code for _ in range(5)] == [200] * 5
     # stop() returned although the client still held a keep-alive connection
+
+
+@pytest.fixture
+def quick_heads(tmp_path: Path) -> Iterator[int]:
+    """A server that gives each request head 0.5 s (the service gives 10 s)."""
+    (tmp_path / "all.rss").write_bytes(RSS)
+    app = create_app(tmp_path, health=healthy, registry=prometheus_client.CollectorRegistry())
+    server = ServerThread(app, "127.0.0.1", 0, head_timeout=0.5)
+    server.start()
+    try:
+        yield server.port
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /all.rss HTTP/1.1\r\nHost: x\r\n"])
+def test_a_head_that_never_completes_is_cut_off(quick_heads: int, sent: bytes) -> None:
+    """Idle or trickling connections cannot hold the process's file descriptors forever."""
+    with socket.create_connection(("127.0.0.1", quick_heads), timeout=5) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # closed by the server, without an answer
+        assert 0.4 < time.monotonic() - started < 3
+
+
+def test_slow_but_complete_heads_and_kept_alive_connections_are_served(quick_heads: int) -> None:
+    request = b"GET /all.rss HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", quick_heads), timeout=5) as sock:
+        for _ in range(3):  # each head within its own 0.5 s, three in a row on one connection
+            for piece in (request[:10], request[10:]):
+                sock.sendall(piece)
+                time.sleep(0.2)
+            reply = b""
+            while not reply.endswith(RSS):
+                reply += sock.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200 ")
