@@ -32,6 +32,7 @@ WORD_PARAMS = ("filter", "filter_title", "filterout", "filterout_title")
 PARAMS = (*WORD_PARAMS, "limit")
 MAX_WORDS = 64  # alternatives over all parameters
 _TAG = re.compile(r"<[^>]*>")
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
 
 
@@ -52,10 +53,12 @@ class FeedFilter:
         """The filter a query string asks for; None when it names no filter parameter (other
         parameters, such as a reader's cache buster, are ignored). Values are UTF-8, as
         readers percent-encode what the subscriber typed."""
-        text = query.decode("utf-8", "replace")
+        text = query.decode("utf-8", "surrogateescape")
         given: dict[str, list[str]] = {}
-        for name, value in parse_qsl(text, keep_blank_values=True):
+        for name, value in parse_qsl(text, keep_blank_values=True, errors="surrogateescape"):
             if name in PARAMS:
+                if _NOT_UTF8.search(value):  # GBK from an old tool, a cut-off character
+                    raise FilterError(f"{name} is not UTF-8 text")
                 given.setdefault(name, []).append(value)
         if not given:
             return None

@@ -105,6 +105,15 @@ def test_a_bad_limit_is_refused_with_a_reason(query: bytes) -> None:
         FeedFilter.from_query(query)
 
 
+@pytest.mark.parametrize(
+    "query", [b"filter=%B1%B1%BD%BB%CB%F9", "filter=北交所".encode("gbk"), b"filterout=%E5%8C"]
+)
+def test_filter_words_that_are_not_utf_8_are_refused(query: bytes) -> None:
+    with pytest.raises(FilterError, match="is not UTF-8 text"):
+        FeedFilter.from_query(query)
+    assert FeedFilter.from_query(b"_=%FF&limit=3") == FeedFilter(limit=3)  # not ours: ignored
+
+
 def test_too_many_words_are_refused() -> None:
     words = "|".join(f"w{n}" for n in range(MAX_WORDS + 1))
     with pytest.raises(FilterError, match="at most"):
