@@ -382,15 +382,22 @@ class ArticleWatcher:
             return tuple(sorted(self._unwatched))
 
     def check_roots(self) -> None:
-        """Have the worker look again for missing roots; nothing to do while all are watched.
+        """Have the worker look at every root again (a stat each; nothing more while each is
+        the folder it watches).
 
         Call it now and then (the service does every 10 s): the fallback for a root whose
-        parent cannot tell that it appeared (the parent is missing too, or a share is mounted).
+        parent cannot tell that it appeared (the parent is missing too, or a share is mounted),
+        and for a root whose symlink's target was renamed away or replaced.
         """
         with self._cond:
-            missing = [path for path, why in self._unwatched.items() if why == MISSING]
-            if missing:
-                self._roots_to_check.update(missing)
+            # Watched roots too (one stat each): a root whose symlink's target was renamed away
+            # or replaced tells its watch nothing. Not those the observer refused: retrying
+            # them would warn every time.
+            due = [
+                path for path in self._root_paths if self._unwatched.get(path, MISSING) == MISSING
+            ]
+            if due:
+                self._roots_to_check.update(due)
                 self._cond.notify()
 
     # -- roots: watched as they are now (worker thread, and start()) ------------------------

@@ -455,6 +455,22 @@ def test_check_roots_finds_a_root_whose_parent_was_missing_too(
     wait_until(lambda: str(deep / "a.md") in recorder.changed())
 
 
+def test_check_roots_notices_a_symlinked_root_whose_target_moved_away(
+    make_watcher: WatcherFactory, tmp_path: Path
+) -> None:
+    target = tmp_path / "real"
+    target.mkdir()
+    link = tmp_path / "linked-articles"
+    link.symlink_to(target)
+    watcher, recorder = make_watcher(roots=[link])
+    target.rename(tmp_path / "real-away")  # the link dangles; its watch follows the old folder
+    time.sleep(0.3)
+    assert recorder.gone_dirs() == set() and not watcher.unwatched_roots
+    watcher.check_roots()
+    wait_until(lambda: str(link) in recorder.gone_dirs(), timeout=5)
+    assert watcher.unwatched_roots == (str(link),)
+
+
 # -- files written slowly through one handle ------------------------------------------------
 
 
