@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import _lru_cache_wrapper, lru_cache
 
 from feeds.config import CleanupRules, SourceRule, TopicRule
 from feeds.model import Article, TopicMatch
 from feeds.text import fold, slugify
 
 UNKNOWN_SOURCE = "未知来源"
-_V = TypeVar("_V")
 _NEWS_SUFFIX = re.compile(r"(新闻|快讯|资讯)$")
+_REMEMBERED_NAMES = 4096  # outlet spellings answered from memory, per resolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +25,15 @@ class Outlet:
 
 
 class SourceResolver:
-    """Maps any spelling of an outlet (name, alias, slug, "X新闻" tag) to one ``Outlet``."""
+    """Maps any spelling of an outlet (name, alias, slug, "X新闻" tag) to one ``Outlet``.
+
+    ``lookup`` and ``resolve`` remember their answers by the name as given (bounded, least
+    recently used): every article asks about a handful of spellings, and each answer folds the
+    name (NFKC, traditional -> simplified)."""
 
     def __init__(self, rules: Sequence[SourceRule], global_cleanup: CleanupRules) -> None:
         self._global = global_cleanup
         self._by_key: dict[str, Outlet] = {}
-        self._cleanup_cache: dict[str, CleanupRules] = {}
-        # Answers by the name as given: every article asks about a handful of spellings, and
-        # each answer folds the name (NFKC, traditional -> simplified). Bounded: cleared when full.
-        self._looked_up: dict[str, Outlet | None] = {}
-        self._resolved: dict[str, Outlet] = {}
         for rule in rules:
             outlet = Outlet(
                 name=rule.name,
@@ -44,46 +43,23 @@ class SourceResolver:
             )
             for spelling in (rule.name, outlet.slug, *rule.aliases):
                 self._by_key.setdefault(fold(spelling), outlet)
-
-    def lookup(self, name: str) -> Outlet | None:
-        """A configured outlet for this spelling, or None."""
-        try:
-            return self._looked_up[name]
-        except KeyError:
-            pass
-        found = self._lookup(name)
-        _remember(self._looked_up, name, found)
-        return found
-
-    def resolve(self, name: str) -> Outlet:
-        """Always an outlet: configured, or one made from the name itself."""
-        outlet = self._resolved.get(name)
-        if outlet is None:
-            outlet = self._resolve(name)
-            _remember(self._resolved, name, outlet)
-        return outlet
+        self.lookup: _lru_cache_wrapper[Outlet | None] = lru_cache(_REMEMBERED_NAMES)(self._lookup)
+        self.resolve: _lru_cache_wrapper[Outlet] = lru_cache(_REMEMBERED_NAMES)(self._resolve)
 
     def _lookup(self, name: str) -> Outlet | None:
+        """A configured outlet for this spelling, or None."""
         key = fold(name.strip())
         if not key:
             return None
         return self._by_key.get(key) or self._by_key.get(_NEWS_SUFFIX.sub("", key))
 
     def _resolve(self, name: str) -> Outlet:
+        """Always an outlet: configured, or one made from the name itself."""
         known = self.lookup(name)
         if known is not None:
             return known
         display = _NEWS_SUFFIX.sub("", name.strip()) or name.strip() or UNKNOWN_SOURCE
         return Outlet(display, slugify(display) or "unknown", False, self._global)
-
-
-_REMEMBERED_NAMES = 4096
-
-
-def _remember(answers: dict[str, _V], name: str, answer: _V) -> None:
-    if len(answers) >= _REMEMBERED_NAMES:
-        answers.clear()
-    answers[name] = answer
 
 
 @dataclass(frozen=True, slots=True)
