@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -149,10 +149,7 @@ class BatchReport:
         self.rejected.extend(other.rejected)
 
 
-_COUNTS = (
-    "seen", "new", "updated", "unchanged", "removed", "merged", "rejected_news", "restored",
-    "events",
-)  # fmt: skip
+_COUNTS = tuple(f.name for f in fields(BatchReport) if f.name != "rejected")  # the int fields
 EventSink = Callable[[Store, ItemEvent], None]
 
 
