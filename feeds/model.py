@@ -101,6 +101,8 @@ class FeedItem:
 
 
 FeedKind = Literal["all", "source", "topic"]
+FEED_FORMATS = ("rss", "atom")  # every feed is written in each: <path_stem>.rss, .atom
+FEED_SUFFIXES = tuple(f".{fmt}" for fmt in FEED_FORMATS)
 
 
 @dataclass(frozen=True, slots=True)

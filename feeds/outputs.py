@@ -15,13 +15,12 @@ from dataclasses import dataclass, field, replace
 from feeds.classify import topic_slug
 from feeds.config import Config
 from feeds.errors import OutputError
-from feeds.model import FeedKey, FeedMeta, Site
+from feeds.model import FEED_FORMATS, FeedKey, FeedMeta, Site
 from feeds.publish import PublishError, publish_many, remove
 from feeds.render import render_atom, render_index, render_opml, render_rss
 from feeds.store import FeedState, Store
 
 log = logging.getLogger("feeds.outputs")
-FORMATS = ("rss", "atom")
 
 
 @dataclass(slots=True)
@@ -98,7 +97,7 @@ def warm_caches(store: Store, config: Config) -> None:
 
 
 def _missing(config: Config, key: FeedKey) -> bool:
-    return any(not (config.output / f"{key.path_stem}.{fmt}").exists() for fmt in FORMATS)
+    return any(not (config.output / f"{key.path_stem}.{fmt}").exists() for fmt in FEED_FORMATS)
 
 
 def _render_one(
@@ -129,7 +128,7 @@ def _remove_stale(
             continue
         if key.kind == "source":
             continue  # sources never disappear: readers may be subscribed
-        for fmt in FORMATS:
+        for fmt in FEED_FORMATS:
             relpath = f"{key.path_stem}.{fmt}"
             if remove(config.output, relpath):
                 report.removed.append(relpath)

@@ -52,6 +52,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from feeds.feedfilter import FeedFilter, FilterError, filter_feed
+from feeds.model import FEED_SUFFIXES
 
 __all__ = ["CONTENT_TYPES", "Health", "ServerThread", "create_app"]
 
@@ -64,7 +65,6 @@ CONTENT_TYPES: Mapping[str, str] = {
     ".html": "text/html; charset=utf-8",
     ".xml": "application/xml; charset=utf-8",
 }
-FEED_SUFFIXES = (".rss", ".atom")
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW_HEADER = ", ".join(ALLOWED_METHODS)
 # path + query as the app sees them, i.e. after raw bytes >= 0x80 became %XX (_RequestLineEncoder):

@@ -27,13 +27,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from feeds.outputs import FORMATS
+from feeds.model import FEED_SUFFIXES
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("feeds.websub")
-FEED_SUFFIXES = tuple(f".{fmt}" for fmt in FORMATS)
 TIMEOUT_SECONDS = 10.0
 FIRST_RETRY_SECONDS = 30.0
 MAX_RETRY_SECONDS = 1800.0
