@@ -121,26 +121,24 @@ def filter_feed(document: bytes, wanted: FeedFilter, own_url: str) -> bytes:
     root = etree.fromstring(document, _PARSER)
     fields: Callable[[etree._Element], tuple[str, str]]
     if root.tag == "rss":
-        parent, items, links = root.find("channel"), root.findall("channel/item"), f"{ATOM}link"
+        parent, item_tag, fields = root.find("channel"), "item", _rss_fields
         if parent is None:
             raise FilterError("not an RSS 2.0 feed")
-        fields = _rss_fields
     elif root.tag == f"{ATOM}feed":
-        parent, items, links = root, root.findall(f"{ATOM}entry"), f"{ATOM}link"
-        fields = _atom_fields
+        parent, item_tag, fields = root, f"{ATOM}entry", _atom_fields
         feed_id = root.find(f"{ATOM}id")
         if feed_id is not None:
             feed_id.text = own_url
     else:
         raise FilterError("not a feed")
     kept = 0
-    for item in items:
+    for item in parent.findall(item_tag):
         title, text = fields(item)
         if kept == wanted.limit or not wanted.keeps(fold(title), fold(text)):
             parent.remove(item)
         else:
             kept += 1
-    for link in parent.findall(links):
+    for link in parent.findall(f"{ATOM}link"):
         if link.get("rel") == "hub":
             parent.remove(link)
         elif link.get("rel") == "self":
