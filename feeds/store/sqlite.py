@@ -9,10 +9,11 @@ or the small row classes below, never as driver rows.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -468,9 +469,22 @@ class SQLiteStore(OutboxMixin):
 
     def backup_to(self, dest: Path) -> None:
         """A consistent, compacted copy of the database at ``dest`` (which must not exist),
-        taken in one read transaction: other connections keep writing meanwhile."""
+        taken in one read transaction (other connections keep writing meanwhile), then checked
+        with ``PRAGMA integrity_check`` and synced to disk."""
         with self._lock:
             self._db.execute("VACUUM INTO ?", (str(dest),))
+        try:
+            with closing(sqlite3.connect(dest)) as copy:
+                verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
+            descriptor = os.open(dest, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"the copy {dest} cannot be checked: {exc}") from exc
+        if verdict != "ok":
+            raise StoreError(f"the copy failed its integrity check: {verdict}")
 
     def integrity_check(self) -> str:
         with self._lock:
