@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -88,24 +88,6 @@ class Metrics:
         self.feeds_written.inc(len(render.written))
 
 
-class SourceFreshness(Collector):
-    """``feeds_source_newest_article_timestamp_seconds{source=…}``, read from the store at
-    each scrape: an outlet whose scraper died stops moving (alert on ``time() - …``)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "feeds_source_newest_article_timestamp_seconds",
-            "Publication time of each outlet's newest article (Unix time)",
-            labels=["source"],
-        )
-        for slug, newest in sorted(self.store.newest_article_by_source().items()):
-            family.add_metric([slug], newest.timestamp())
-        yield family
-
-
 class LiveGauges(Collector):
     """The service's state, read at each scrape of ``/metrics`` (not only when ``/healthz``
     is asked, which a Prometheus that scrapes only ``/metrics`` never does)."""
@@ -132,6 +114,15 @@ class LiveGauges(Collector):
                 "When the newest item was first seen (Unix time)",
                 newest.timestamp(),
             )
+        # An outlet whose scraper died stops moving (alert on ``time() - …``).
+        by_source = GaugeMetricFamily(
+            "feeds_source_newest_article_timestamp_seconds",
+            "Publication time of each outlet's newest article (Unix time)",
+            labels=["source"],
+        )
+        for slug, newest_article in sorted(service.store.newest_article_by_source().items()):
+            by_source.add_metric([slug], newest_article.timestamp())
+        yield by_source
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -155,7 +146,6 @@ class Service:
         self.state = State()
         self.store: Store = open_store(config.state)
         self.state.newest_item = self.store.newest_item_seen()
-        self.metrics.registry.register(SourceFreshness(self.store))
         self._lock = threading.Lock()
         self._alerts = _alert_hooks(config, self.store, self.metrics)
         self._websub = _websub_hooks(config, self.metrics)
@@ -237,7 +227,7 @@ class Service:
             )  # fmt: skip
         if batch.events:
             self._alerts.wake()
-        if render.written and self._websub is not None:
+        if render.written:
             self._websub.changed(render.written)
 
     def _reread_newest_item(self) -> None:
@@ -277,8 +267,8 @@ class Service:
         }
         if self.state.last_error:
             detail["last_error"] = self.state.last_error
-        if self._websub is not None:
-            detail["websub_pending"] = self._websub.notifier.pending
+        if self.config.websub.hubs:
+            detail["websub_pending"] = self._websub.pending
         unwatched = self.watcher.unwatched_roots
         if unwatched:
             detail["unwatched_roots"] = list(unwatched)
@@ -339,22 +329,19 @@ class Service:
         )
         self.scheduler.add_job(self.housekeeping, "interval", hours=6, id="housekeeping")
         self._alerts.schedule(self.scheduler)
-        if self._websub is not None:
-            self._websub.schedule(self.scheduler)
+        self._websub.schedule(self.scheduler)
         self.scheduler.start()
 
     def stop(self) -> None:
         log.info("stopping")
         self.watcher.stop(timeout=SHUTDOWN_SECONDS / 2)  # flushes settled changes first
-        if self._websub is not None:
-            self._websub.stop()
+        self._websub.stop()
         self.scheduler.shutdown(wait=True)
         if self.server is not None:
             self.server.stop()
         with self._lock:
             self._alerts.close()
-            if self._websub is not None:
-                self._websub.close()
+            self._websub.close()
             self.store.close()
         log.info("stopped")
 
@@ -380,9 +367,21 @@ def _alert_hooks(config: Config, store: Store, metrics: Metrics) -> Any:
     return AlertHooks(config, store, metrics.deliveries)
 
 
-def _websub_hooks(config: Config, metrics: Metrics) -> WebSubHooks | None:
+class _NoWebSub:
+    pending = 0
+
+    def changed(self, written: Iterable[str]) -> None: ...
+
+    def schedule(self, scheduler: BackgroundScheduler) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _websub_hooks(config: Config, metrics: Metrics) -> WebSubHooks | _NoWebSub:
     if not config.websub.hubs:
-        return None
+        return _NoWebSub()
     from feeds.websub import WebSubHooks
 
     pings = metrics.websub_pings

@@ -207,6 +207,10 @@ class WebSubHooks:
         self.on_result = on_result
         self._scheduler: BackgroundScheduler | None = None
 
+    @property
+    def pending(self) -> int:
+        return self.notifier.pending
+
     def changed(self, written: Iterable[str]) -> None:
         urls = changed_feed_urls(self.base_url, written)
         if urls:
