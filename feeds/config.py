@@ -7,12 +7,13 @@ file are relative to the file's folder. Nothing here imports another ``feeds`` m
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -328,9 +329,39 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 def format_errors(error: ValidationError) -> list[str]:
     lines = []
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        lines.append(f"{key}: {problem['msg']}")
+        loc = problem["loc"]
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key{_did_you_mean(loc)}")
+        else:
+            lines.append(f"{key}: {problem['msg']}")
     return lines
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """A typo'd key (`limt`) names the key it most likely meant, among its siblings."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if model is None:
+            return ""
+        if isinstance(part, str):
+            field = model.model_fields.get(part)
+            model = _model_in(field.annotation) if field else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, through tuple/list/Optional/Annotated wrappers."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def load_config(

@@ -79,6 +79,23 @@ def test_bad_config_exits_nonzero_naming_each_key(
         assert key in err
 
 
+def test_unknown_keys_name_the_key_they_most_likely_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(
+        tmp_path / "typos.toml",
+        '[feed]\nlimt = 20\n[[topics]]\nname = "北交所"\n'
+        '[[topics]]\nname = "新三板"\nkeywrds = ["新三板"]\n'
+        "[servr]\nport = 1\n[service]\nzzz = 1\n",
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert "  feed.limt: unknown key (did you mean 'limit'?)" in lines
+    assert "  topics.1.keywrds: unknown key (did you mean 'keywords'?)" in lines
+    assert "  servr: unknown key (did you mean 'server'?)" in lines
+    assert "  service.zzz: unknown key" in lines  # nothing close: no guess
+
+
 def test_missing_and_broken_config_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
