@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from feeds import preflight
 from feeds.alerts_cli import register as register_alerts
 from feeds.config import Config, ConfigError, load_config
 from feeds.errors import FeedsError, OutputError, StoreError
@@ -17,6 +19,8 @@ from feeds.log import setup_logging
 from feeds.pipeline import BuildReport, Pipeline
 from feeds.publish import fsync_dir
 from feeds.store import opened
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("config/feeds.toml")
 EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 2, 3, 4
@@ -83,6 +87,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     config = config_from(args)
     setup_logging(args.log_level or config.service.log_level, config.service.log_format)
     check_output_writable(config.output)
+    preflight.log_findings(preflight.check(config, folders=False), log)
     with opened(config.state, existing=False) as store:
         pipeline = Pipeline(config, store, workers=args.workers, allow_reissue=args.allow_reissue)
         report = pipeline.sync(_progress_factory(sys.stderr))
@@ -124,17 +129,16 @@ def print_summary(report: BuildReport, out: TextIO) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = config_from(args)
+    findings = preflight.check(config)
+    errors = [f for f in findings if f.severity == "error"]
+    verdict = f"{len(errors)} error(s)" if errors else "ok"
     print(
-        f"ok: {len(config.articles)} article folder(s), {len(config.sources)} sources, "
+        f"{verdict}: {len(config.articles)} article folder(s), {len(config.sources)} sources, "
         f"{len(config.topics)} topics, {len(config.webhooks)} webhooks; output {config.output}"
     )
-    if config.websub.hubs:
-        from feeds.websub import unreachable_from_hubs
-
-        problem = unreachable_from_hubs(config.base_url)
-        if problem:
-            print(f"warning: websub.hubs are set, but {problem}; set base_url to the public URL")
-    return 0
+    for finding in findings:
+        print(finding)
+    return 2 if errors else 0
 
 
 def cmd_items(args: argparse.Namespace) -> int:

@@ -323,6 +323,20 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         resolved["articles"] = [
             os.path.normpath(base / p) if isinstance(p, str) else p for p in resolved["articles"]
         ]
+    if isinstance(resolved.get("webhooks"), list):
+        resolved["webhooks"] = [_resolve_secret_files(hook, base) for hook in resolved["webhooks"]]
+    return resolved
+
+
+def _resolve_secret_files(webhook: Any, base: Path) -> Any:
+    """``file:hook-secret`` is relative to the config file's folder, like every other path."""
+    if not isinstance(webhook, dict):
+        return webhook
+    resolved = dict(webhook)
+    for key in ("url", "secret"):
+        value = resolved.get(key)
+        if isinstance(value, str) and value.startswith("file:"):
+            resolved[key] = "file:" + os.path.normpath(base / value[5:])
     return resolved
 
 

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from feeds import preflight
 from feeds.config import Config, ConfigError
 from feeds.errors import FeedsError
 from feeds.ingest import BatchReport, EventSink
@@ -302,6 +303,7 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self, *, host: str, port: int, http: bool) -> None:
+        preflight.log_findings(preflight.check(self.config, folders=False), log)
         if http:  # serve what is already there while catching up
             app = create_app(
                 self.config.output,

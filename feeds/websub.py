@@ -199,9 +199,6 @@ class WebSubHooks:
         self, base_url: str, hubs: Sequence[str], on_result: Callable[[str, int], None]
     ) -> None:
         self.base_url = base_url
-        problem = unreachable_from_hubs(base_url)
-        if problem:
-            log.warning("websub: hubs will be told of feeds they cannot fetch: %s", problem)
         self.client = httpx.Client(follow_redirects=False)
         self.notifier = HubNotifier(hubs, self.client)
         self.on_result = on_result

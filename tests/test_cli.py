@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from feeds.cli import main
+from feeds.config import load_config, resolve_secret
 from tests.conftest import ROOT, hexo_post, jekyll_post, write
 
 STORY = [
@@ -94,6 +95,67 @@ def test_unknown_keys_name_the_key_they_most_likely_meant(
     assert "  topics.1.keywrds: unknown key (did you mean 'keywords'?)" in lines
     assert "  servr: unknown key (did you mean 'server'?)" in lines
     assert "  service.zzz: unknown key" in lines  # nothing close: no guess
+
+
+def test_check_config_fails_on_what_would_silently_never_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    config = write(
+        tmp_path / "refs.toml",
+        'articles = ["not-yet", "a-file"]\n'
+        '[[topics]]\nname = "北交所"\nslug = "beijiaosuo"\nkeywords = ["北交所"]\n'
+        '[[webhooks]]\nname = "desk"\nurl = "env:FEEDS_TEST_UNSET_HOOK"\n'
+        'secret = "file:missing-secret"\ntopics = ["beijiaosou", "xinsanban"]\n',
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("5 error(s): 2 article folder(s)")
+    assert lines[1:] == [
+        f"warning: articles.0: {tmp_path / 'not-yet'} does not exist (yet): it is read as soon"
+        " as it appears",
+        f"error: articles.1: {tmp_path / 'a-file'} is not a folder",
+        "error: webhooks.desk.topics: 'beijiaosou' is not a configured topic, so it never"
+        " matches (did you mean 'beijiaosuo'?)",
+        "error: webhooks.desk.topics: 'xinsanban' is not a configured topic, so it never"
+        " matches (topics: beijiaosuo)",
+        "error: webhooks.desk.url: environment variable FEEDS_TEST_UNSET_HOOK is not set",
+        f"error: webhooks.desk.secret: cannot read {tmp_path / 'missing-secret'}: No such file"
+        " or directory",
+    ]
+
+
+def test_a_relative_secret_file_is_read_beside_the_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "articles").mkdir()
+    (tmp_path / "hook-secret").write_text("s3cret\n")
+    config = write(
+        tmp_path / "hook.toml",
+        'articles = ["articles"]\n[[webhooks]]\nname = "desk"\nurl = "http://127.0.0.1:9/"\n'
+        'secret = "file:hook-secret"\nkeywords = ["北交所"]\n',
+    )
+    assert Path.cwd() != tmp_path
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("ok: 1 article folder(s)")
+    (hook,) = load_config(config).webhooks
+    assert resolve_secret(hook.secret) == "s3cret"
+
+
+def test_build_logs_config_references_that_cannot_work_and_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    config = write(
+        tmp_path / "hook.toml",
+        '[[topics]]\nname = "北交所"\nkeywords = ["北交所"]\n'
+        '[[webhooks]]\nname = "desk"\nurl = "http://127.0.0.1:9/"\ntopics = ["nope"]\n',
+    )
+    args = args_for(tmp_path)[2:]  # this config, the test's own folders
+    assert main(["build", "--config", str(config), *args]) == 0
+    out, err = capsys.readouterr()
+    assert "items new 1" in out
+    assert "config webhooks.desk.topics: 'nope' is not a configured topic" in err
 
 
 def test_missing_and_broken_config_files(

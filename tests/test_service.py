@@ -137,6 +137,20 @@ def test_sigterm_exits_zero_quickly(service: ServiceProcess) -> None:
     assert any("stopped" in line for line in service.log)
 
 
+def test_start_logs_config_references_that_cannot_work(tmp_path: Path) -> None:
+    hook = '[[webhooks]]\nname = "desk"\nurl = "http://127.0.0.1:9/"\ntopics = ["beijiaosou"]\n'
+    running = ServiceProcess(write_config(tmp_path, hook)).wait_ready()
+    try:
+        assert running.health()["status"] == "ok"  # it runs: the rest works
+        assert any(
+            "config webhooks.desk.topics: 'beijiaosou' is not a configured topic" in line
+            and "did you mean 'beijiaosuo'?" in line
+            for line in running.log
+        )
+    finally:
+        running.stop()
+
+
 def test_kill9_during_ingest_then_restart_is_consistent(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     for n in range(1500):

@@ -272,4 +272,5 @@ def test_check_config_warns_when_hubs_cannot_fetch_the_feeds(
 ) -> None:
     config = write_config(tmp_path, f'[websub]\nhubs = ["{HUB}"]\n')  # base_url is 127.0.0.1
     assert main(["check-config", "--config", str(config)]) == 0
-    assert "warning: websub.hubs are set, but base_url address 127.0.0.1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "warning: websub.hubs: hubs are set, but base_url address 127.0.0.1" in out
