@@ -333,6 +333,18 @@ class Service:
         self._alerts.schedule(self.scheduler)
         self._websub.schedule(self.scheduler)
         self.scheduler.start()
+        self._log_ready()
+
+    def _log_ready(self) -> None:
+        """One line an operator can read at start: what is published, what is wrong."""
+        with self._lock:
+            items = self.store.count_items()
+            rejected, _drafts = self.store.count_errors()
+        log.info(
+            "ready: %d item(s) from %d article folder(s), %d rejected file(s) (feeds errors); "
+            "watching for changes, full rescan every %ds",
+            items, len(self.config.articles), rejected, self.config.service.rescan_seconds,
+        )  # fmt: skip
 
     def stop(self) -> None:
         log.info("stopping")

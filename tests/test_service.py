@@ -137,11 +137,24 @@ def test_sigterm_exits_zero_quickly(service: ServiceProcess) -> None:
     assert any("stopped" in line for line in service.log)
 
 
-def test_start_logs_config_references_that_cannot_work(tmp_path: Path) -> None:
+READY = (
+    "ready: 1 item(s) from 1 article folder(s), 1 rejected file(s) (feeds errors); "
+    "watching for changes, full rescan every 600s"
+)
+
+
+def test_start_logs_what_it_serves_and_config_references_that_cannot_work(
+    tmp_path: Path,
+) -> None:
     hook = '[[webhooks]]\nname = "desk"\nurl = "http://127.0.0.1:9/"\ntopics = ["beijiaosou"]\n'
-    running = ServiceProcess(write_config(tmp_path, hook)).wait_ready()
+    config = write_config(tmp_path, hook)
+    story = hexo_post("北交所启动测试", ["北交所今日开市，一切正常。"])
+    write(tmp_path / "articles" / "a.md", story)
+    write(tmp_path / "articles" / "broken.md", "---\ntitle: [\n---\n")
+    running = ServiceProcess(config).wait_ready()
     try:
         assert running.health()["status"] == "ok"  # it runs: the rest works
+        wait_for(lambda: any(line.endswith(READY) for line in running.log), what="ready line")
         assert any(
             "config webhooks.desk.topics: 'beijiaosou' is not a configured topic" in line
             and "did you mean 'beijiaosuo'?" in line
