@@ -199,3 +199,46 @@ def test_a_served_filter_follows_the_feed_it_cuts(server: str, built: Config) ->
     second = httpx.get(f"{server}/topics/beijiaosuo.atom", params=params)
     assert titles(second.content) == ["北交所再发新规", "北交所发布新规"]
     assert second.headers["etag"] != first.headers["etag"]
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom"])
+def test_a_filtered_feed_is_dated_by_the_items_it_keeps(built: Config, fmt: str) -> None:
+    own = f"{BASE}all.{fmt}?filter=%E5%8C%97"
+    wanted = FeedFilter(include=("北",))
+    before = filter_feed((built.output / f"all.{fmt}").read_bytes(), wanted, own)
+    kept = feedparser.parse(before)
+    newest_kept = kept.entries[0]["updated_parsed" if fmt == "atom" else "published_parsed"]
+    assert kept.feed.updated_parsed == newest_kept  # 北證50指數走強, not the newer 央行 story
+    write(
+        built.articles[0] / "e.md",
+        jekyll_post("国债期货收涨", ["国债期货全线收涨。"], date="2024-05-15 09:00:00 +0800"),
+    )
+    build(built)
+    after = filter_feed((built.output / f"all.{fmt}").read_bytes(), wanted, own)
+    assert after == before  # a story the filter drops changes no byte: readers get 304
+
+    empty = filter_feed(
+        (built.output / f"all.{fmt}").read_bytes(), FeedFilter(include=("无",)), own
+    )
+    assert feedparser.parse(empty).entries == []
+    if fmt == "rss":  # undated, as an empty feed is rendered
+        assert b"<lastBuildDate>" not in empty and b"<pubDate>" not in empty
+    else:
+        assert b"<updated>1970-01-01T00:00:00+00:00</updated>" in empty
+
+
+def test_a_served_filter_stays_not_modified_while_only_other_stories_arrive(
+    server: str, built: Config
+) -> None:
+    params = {"filter": "北交所|北证"}
+    first = httpx.get(f"{server}/all.rss", params=params)
+    write(
+        built.articles[0] / "e.md",
+        jekyll_post("国债期货收涨", ["国债期货全线收涨。"], date="2024-05-15 09:00:00 +0800"),
+    )
+    build(built)
+    assert "国债期货收涨" in httpx.get(f"{server}/all.rss").text
+    again = httpx.get(
+        f"{server}/all.rss", params=params, headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
