@@ -328,7 +328,8 @@ class Ingestor:
         fp, key = done.identity.fingerprint, done.identity.body_key
         row = FileRow(
             stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, parsed.quality,
-            parsed.source_slug, parsed.source_name, parsed.published, place.near_score,
+            parsed.source_slug, parsed.source_name, self._not_ahead(parsed.published),
+            place.near_score,
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
         self._sources[parsed.source_slug] = parsed.source_name
@@ -393,7 +394,8 @@ class Ingestor:
             report.restored += 1
         rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
         article, topics = self._representative(rep.path)
-        updated = article.updated or article.published
+        published = min(article.published, rep.published)  # rep's is kept from the future
+        updated = self._not_ahead(article.updated or published)
         kind: str | None = "item.new" if created else None
         if previous is not None:
             changed = previous.fingerprint != rep.fingerprint or edited
@@ -407,7 +409,7 @@ class Ingestor:
             item_id,
             rep_path=rep.path,
             fingerprint=rep.fingerprint,
-            published=_earliest(members, article.published),
+            published=_earliest(members, published),
             updated=updated,
             source_slug=article.source_slug,
             title=article.title,
@@ -431,11 +433,18 @@ class Ingestor:
         article = decode_article(blob)
         return article, self.topics.match_article(article)
 
-    @staticmethod
-    def _moved_updated(previous: datetime, rep: FileRow, article: Parsed | Article) -> datetime:
+    def _moved_updated(
+        self, previous: datetime, rep: FileRow, article: Parsed | Article
+    ) -> datetime:
         """An edit moves ``updated`` forward: to the file's mtime, and never backwards."""
         edited = article.updated or datetime.fromtimestamp(rep.mtime_ns // 1_000_000_000, UTC)
-        return max(edited, previous + timedelta(seconds=1))
+        return max(self._not_ahead(edited), previous + timedelta(seconds=1))
+
+    def _not_ahead(self, moment: datetime) -> datetime:
+        """A date still to come (a wrong year or zone, a post scheduled ahead) is taken as now,
+        when the file is read: dated ahead, an item would sit atop every reader's list until
+        that date, and pin the feed's own date there."""
+        return min(moment, self.now())
 
     def _emit(
         self,
