@@ -21,7 +21,7 @@ import html
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode
 
@@ -158,8 +158,7 @@ def filter_feed(document: bytes, wanted: FeedFilter, own_url: str) -> bytes:
 def _date_rss(channel: etree._Element, kept: list[etree._Element]) -> None:
     """The channel dated by its newest kept item (RSS items carry no update time), undated
     when empty, as an unfiltered feed is."""
-    dates = [text for item in kept if (text := (item.findtext("pubDate") or "").strip())]
-    newest = max(dates, key=parsedate_to_datetime, default=None)
+    newest = _newest((item.findtext("pubDate") or "" for item in kept), parsedate_to_datetime)
     for tag in ("lastBuildDate", "pubDate"):
         element = channel.find(tag)
         if element is None:
@@ -172,15 +171,25 @@ def _date_rss(channel: etree._Element, kept: list[etree._Element]) -> None:
 
 def _date_atom(feed: etree._Element, kept: list[etree._Element]) -> None:
     """The feed's ``updated``: the latest ``updated`` or ``published`` of its kept entries."""
-    dates = [
-        text
-        for entry in kept
-        for tag in ("updated", "published")
-        if (text := (entry.findtext(f"{ATOM}{tag}") or "").strip())
-    ]
+    dates = (
+        entry.findtext(f"{ATOM}{tag}") or "" for entry in kept for tag in ("updated", "published")
+    )
     element = feed.find(f"{ATOM}updated")
     if element is not None:
-        element.text = max(dates, key=datetime.fromisoformat, default=ATOM_EPOCH)
+        element.text = _newest(dates, datetime.fromisoformat) or ATOM_EPOCH
+
+
+def _newest(texts: Iterable[str], parse: Callable[[str], datetime]) -> str | None:
+    """The latest of these dates, as written; one that cannot be read (a feed file not written
+    by ``render``) is passed over, one without a zone taken as UTC."""
+    dated: list[tuple[datetime, str]] = []
+    for text in (text.strip() for text in texts):
+        try:
+            moment = parse(text)
+        except (TypeError, ValueError, IndexError):
+            continue
+        dated.append((moment if moment.tzinfo else moment.replace(tzinfo=UTC), text))
+    return max(dated)[1] if dated else None
 
 
 def _plain(markup: str | None) -> str:

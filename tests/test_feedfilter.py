@@ -242,3 +242,36 @@ def test_a_served_filter_stays_not_modified_while_only_other_stories_arrive(
         f"{server}/all.rss", params=params, headers={"If-None-Match": first.headers["etag"]}
     )
     assert again.status_code == 304
+
+
+@pytest.mark.parametrize(
+    ("document", "kept_date"),
+    [
+        (
+            b"<rss version='2.0'><channel><title>t</title><lastBuildDate>x</lastBuildDate>"
+            b"<item><title>a</title><pubDate>not a date</pubDate></item>"
+            b"<item><title>b</title><pubDate>Tue, 14 May 2024 01:00:00 -0000</pubDate></item>"
+            b"<item><title>c</title><pubDate>Wed, 15 May 2024 01:00:00 +0000</pubDate></item>"
+            b"</channel></rss>",
+            "Tue, 14 May 2024 01:00:00 -0000",
+        ),
+        (
+            b"<feed xmlns='http://www.w3.org/2005/Atom'><id>x</id><updated>x</updated>"
+            b"<entry><title>a</title><updated>2024-05-14</updated></entry>"
+            b"<entry><title>b</title><updated>yesterday</updated></entry>"
+            b"<entry><title>c</title><updated>2024-05-15T00:00:00+00:00</updated></entry></feed>",
+            "2024-05-14",
+        ),
+    ],
+)
+def test_a_foreign_feed_file_with_odd_dates_is_still_filtered(
+    document: bytes, kept_date: str
+) -> None:
+    """A feed file not written by feeds (dropped into the output folder by hand) may carry
+    dates feeds never writes: unreadable ones are passed over, zone-less ones taken as UTC."""
+    filtered = filter_feed(
+        document, FeedFilter(exclude_title=("c",)), "https://x/f?filterout_title=c"
+    )
+    parsed = feedparser.parse(filtered)
+    assert [entry.title for entry in parsed.entries] == ["a", "b"]
+    assert f">{kept_date}<".encode() in filtered
