@@ -229,3 +229,14 @@ def test_without_a_base_url_feeds_link_to_the_configured_server(
     assert main(["build", "--config", str(config), "--state", str(tmp_path / "s.db")]) == 0
     assert f'href="{base}all.rss"' in (tmp_path / "out" / "index.html").read_text("utf-8")
     assert f'xmlUrl="{base}all.rss"' in (tmp_path / "out" / "feeds.opml").read_text("utf-8")
+
+
+def test_the_shipped_config_links_to_the_port_given_on_the_command_line() -> None:
+    """`./scripts/run`'s config run with `--port 9000`: the index and OPML must not name 8080."""
+    from feeds.cli import build_parser, config_from
+
+    shipped = str(ROOT / "config" / "feeds.toml")
+    args = build_parser().parse_args(["run", "--config", shipped, "--port", "9000"])
+    assert config_from(args).base_url == "http://127.0.0.1:9000/"
+    plain = build_parser().parse_args(["build", "--config", shipped])
+    assert config_from(plain).base_url == "http://127.0.0.1:8080/"
