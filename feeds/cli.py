@@ -44,6 +44,9 @@ def config_from(args: argparse.Namespace) -> Config:
     for name in ("output", "state"):
         if getattr(args, name, None) is not None:
             overrides[name] = str(getattr(args, name))
+    listen = {n: getattr(args, n) for n in ("host", "port") if getattr(args, n, None) is not None}
+    if listen:  # `feeds run --port`: the default base_url follows it
+        overrides["server"] = listen
     return load_config(path, overrides)
 
 

@@ -378,6 +378,29 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def _served_base_url(server: object) -> str | None:
+    """The built-in server's own address as the default ``base_url``, so that links in feeds,
+    the OPML list and the index work when only ``server.host`` / ``server.port`` (or
+    ``--host`` / ``--port``) were changed; None when that address is unknown (port 0, or a
+    value validation will refuse)."""
+    settings = server if isinstance(server, Mapping) else {}
+    host = str(settings.get("host", ServerConfig.model_fields["host"].default)).strip()
+    try:
+        port = int(settings.get("port", ServerConfig.model_fields["port"].default))
+    except (TypeError, ValueError):
+        return None
+    if not 0 < port <= 65535:
+        return None
+    if host in WILDCARD_HOSTS:
+        host = "127.0.0.1"  # listening everywhere includes this machine's loopback
+    elif ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    return f"http://{host}:{port}/"
+
+
 def load_config(
     path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -393,6 +416,10 @@ def load_config(
     data = _merge_builtin_sources(data)
     data = _deep_merge(data, _env_overrides(environ))
     data = _deep_merge(data, overrides or {})
+    if "base_url" not in data:
+        served = _served_base_url(data.get("server"))
+        if served is not None:
+            data["base_url"] = served
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

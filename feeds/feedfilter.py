@@ -8,7 +8,9 @@ server slow. Every ``filter*`` given must match and no ``filterout*`` may; ``fil
 ``filterout`` look at the title, summary, content, categories and outlet, the ``_title`` forms
 at the title only. ``limit`` keeps the newest N. A filtered feed is cut from the feed file as
 written (its newest ``feed.limit`` items), names the filtered URL as its own, and names no
-WebSub hub (hubs are told of the unfiltered feeds only).
+WebSub hub (hubs are told of the unfiltered feeds only). Its dates (RSS ``lastBuildDate`` and
+``pubDate``, Atom ``updated``) are those of the items it kept, so an item it drops changes
+none of its bytes and a reader polling it gets ``304``.
 
 Pure: bytes in, bytes out.
 """
@@ -19,6 +21,8 @@ import html
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode
 
 from lxml import etree
@@ -34,6 +38,7 @@ MAX_WORDS = 64  # alternatives over all parameters
 _TAG = re.compile(r"<[^>]*>")
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+ATOM_EPOCH = "1970-01-01T00:00:00+00:00"  # an empty Atom feed's <updated>, as render writes it
 
 
 class FilterError(ValueError):
@@ -131,13 +136,16 @@ def filter_feed(document: bytes, wanted: FeedFilter, own_url: str) -> bytes:
             feed_id.text = own_url
     else:
         raise FilterError("not a feed")
-    kept = 0
-    for item in parent.findall(item_tag):
+    items = parent.findall(item_tag)
+    kept: list[etree._Element] = []
+    for item in items:
         title, text = fields(item)
-        if kept == wanted.limit or not wanted.keeps(fold(title), fold(text)):
+        if len(kept) == wanted.limit or not wanted.keeps(fold(title), fold(text)):
             parent.remove(item)
         else:
-            kept += 1
+            kept.append(item)
+    if len(kept) < len(items):
+        (_date_rss if root.tag == "rss" else _date_atom)(parent, kept)
     for link in parent.findall(f"{ATOM}link"):
         if link.get("rel") == "hub":
             parent.remove(link)
@@ -145,6 +153,43 @@ def filter_feed(document: bytes, wanted: FeedFilter, own_url: str) -> bytes:
             link.set("href", own_url)
     data: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
     return data + b"\n"
+
+
+def _date_rss(channel: etree._Element, kept: list[etree._Element]) -> None:
+    """The channel dated by its newest kept item (RSS items carry no update time), undated
+    when empty, as an unfiltered feed is."""
+    newest = _newest((item.findtext("pubDate") or "" for item in kept), parsedate_to_datetime)
+    for tag in ("lastBuildDate", "pubDate"):
+        element = channel.find(tag)
+        if element is None:
+            continue
+        if newest is None:
+            channel.remove(element)
+        else:
+            element.text = newest
+
+
+def _date_atom(feed: etree._Element, kept: list[etree._Element]) -> None:
+    """The feed's ``updated``: the latest ``updated`` or ``published`` of its kept entries."""
+    dates = (
+        entry.findtext(f"{ATOM}{tag}") or "" for entry in kept for tag in ("updated", "published")
+    )
+    element = feed.find(f"{ATOM}updated")
+    if element is not None:
+        element.text = _newest(dates, datetime.fromisoformat) or ATOM_EPOCH
+
+
+def _newest(texts: Iterable[str], parse: Callable[[str], datetime]) -> str | None:
+    """The latest of these dates, as written; one that cannot be read (a feed file not written
+    by ``render``) is passed over, one without a zone taken as UTC."""
+    dated: list[tuple[datetime, str]] = []
+    for text in (text.strip() for text in texts):
+        try:
+            moment = parse(text)
+        except (TypeError, ValueError, IndexError):
+            continue
+        dated.append((moment if moment.tzinfo else moment.replace(tzinfo=UTC), text))
+    return max(dated)[1] if dated else None
 
 
 def _plain(markup: str | None) -> str:

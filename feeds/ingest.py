@@ -239,7 +239,7 @@ class Ingestor:
         place = self._place(parsed, old)
         # A new item's id comes from a fingerprint never stored: it has no rows yet to look up.
         joined_other = not place.created and self._joins_live_item(place.item_id, old)
-        row = self._store_file(stamp, parsed, place)
+        row = self._store_file(stamp, parsed, place, old)
         if old is not None and old.item_id != place.item_id:
             self._refresh(old.item_id, report)
         edited = old is not None and old.item_id == place.item_id
@@ -266,7 +266,7 @@ class Ingestor:
     ) -> None:
         if self.refresh_unchanged:
             place = _Placement(old.item_id, False, old.near_score)
-            self._store_file(stamp, parsed, place)
+            self._store_file(stamp, parsed, place, old)
         else:
             self.store.touch_file(stamp.path, stamp.size, stamp.mtime_ns)
         if self.refresh_unchanged or not old.present:
@@ -323,12 +323,15 @@ class Ingestor:
     def _live(self, item_id: str) -> list[FileRow]:
         return [m for m in self.store.members(item_id) if m.present]
 
-    def _store_file(self, stamp: FileStamp, parsed: Parsed, place: _Placement) -> FileRow:
+    def _store_file(
+        self, stamp: FileStamp, parsed: Parsed, place: _Placement, old: FileRow | None
+    ) -> FileRow:
         done = parsed.analysis
         fp, key = done.identity.fingerprint, done.identity.body_key
         row = FileRow(
             stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, parsed.quality,
-            parsed.source_slug, parsed.source_name, parsed.published, place.near_score,
+            parsed.source_slug, parsed.source_name, self._file_published(parsed, old),
+            place.near_score,
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
         self._sources[parsed.source_slug] = parsed.source_name
@@ -393,7 +396,8 @@ class Ingestor:
             report.restored += 1
         rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
         article, topics = self._representative(rep.path)
-        updated = article.updated or article.published
+        published = min(article.published, rep.published)  # rep's is kept from the future
+        updated = self._not_ahead(article.updated or published)
         kind: str | None = "item.new" if created else None
         if previous is not None:
             changed = previous.fingerprint != rep.fingerprint or edited
@@ -407,7 +411,7 @@ class Ingestor:
             item_id,
             rep_path=rep.path,
             fingerprint=rep.fingerprint,
-            published=_earliest(members, article.published),
+            published=_earliest(members, published),
             updated=updated,
             source_slug=article.source_slug,
             title=article.title,
@@ -431,11 +435,25 @@ class Ingestor:
         article = decode_article(blob)
         return article, self.topics.match_article(article)
 
-    @staticmethod
-    def _moved_updated(previous: datetime, rep: FileRow, article: Parsed | Article) -> datetime:
+    def _moved_updated(
+        self, previous: datetime, rep: FileRow, article: Parsed | Article
+    ) -> datetime:
         """An edit moves ``updated`` forward: to the file's mtime, and never backwards."""
         edited = article.updated or datetime.fromtimestamp(rep.mtime_ns // 1_000_000_000, UTC)
-        return max(edited, previous + timedelta(seconds=1))
+        return max(self._not_ahead(edited), previous + timedelta(seconds=1))
+
+    def _file_published(self, parsed: Parsed, old: FileRow | None) -> datetime:
+        """The file's date, unless it is still to come: then when the file was first read (its
+        row keeps that), so that reading it again (an edit, changed rules) does not move it."""
+        if parsed.published <= (now := self.now()):
+            return parsed.published
+        return min(old.published, now) if old is not None else now
+
+    def _not_ahead(self, moment: datetime) -> datetime:
+        """A date still to come (a wrong year or zone, a post scheduled ahead) is taken as now,
+        when the file is read: dated ahead, an item would sit atop every reader's list until
+        that date, and pin the feed's own date there."""
+        return min(moment, self.now())
 
     def _emit(
         self,

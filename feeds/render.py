@@ -306,8 +306,8 @@ def render_opml(feeds: Sequence[FeedMeta], site: Site) -> bytes:
     """OPML 2.0 subscription list: the ``all`` feed, then 来源 and 主题 folders (RSS URLs)."""
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
+    # No <docs>: optional, and the W3C validator's OPML grammar refuses it (an error).
     ET.SubElement(head, "title").text = xml_safe(site.title)
-    ET.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
     body = ET.SubElement(root, "body")
     for kind, metas in _grouped(feeds):
         parent = body if kind == "all" else ET.SubElement(body, "outline", text=KIND_LABELS[kind])

@@ -288,3 +288,34 @@ def test_a_closed_pipe_ends_a_listing_quietly(tmp_path: Path) -> None:
     assert listing.wait(timeout=60) == 0
     errors = listing.stderr.read()
     assert b"Traceback" not in errors and b"BrokenPipeError" not in errors, errors
+
+
+@pytest.mark.parametrize(
+    ("server", "base"),
+    [
+        ("port = 9123", "http://127.0.0.1:9123/"),
+        ('host = "0.0.0.0"\nport = 9124', "http://127.0.0.1:9124/"),
+        ('host = "::1"\nport = 9125', "http://[::1]:9125/"),
+        ("port = 0", "http://127.0.0.1:8080/"),  # a free port: not known before it is taken
+    ],
+)
+def test_without_a_base_url_feeds_link_to_the_configured_server(
+    tmp_path: Path, server: str, base: str
+) -> None:
+    config = tmp_path / "feeds.toml"
+    config.write_text(f'articles = ["articles"]\noutput = "out"\n[server]\n{server}\n', "utf-8")
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    assert main(["build", "--config", str(config), "--state", str(tmp_path / "s.db")]) == 0
+    assert f'href="{base}all.rss"' in (tmp_path / "out" / "index.html").read_text("utf-8")
+    assert f'xmlUrl="{base}all.rss"' in (tmp_path / "out" / "feeds.opml").read_text("utf-8")
+
+
+def test_the_shipped_config_links_to_the_port_given_on_the_command_line() -> None:
+    """`./scripts/run`'s config run with `--port 9000`: the index and OPML must not name 8080."""
+    from feeds.cli import build_parser, config_from
+
+    shipped = str(ROOT / "config" / "feeds.toml")
+    args = build_parser().parse_args(["run", "--config", shipped, "--port", "9000"])
+    assert config_from(args).base_url == "http://127.0.0.1:9000/"
+    plain = build_parser().parse_args(["build", "--config", shipped])
+    assert config_from(plain).base_url == "http://127.0.0.1:8080/"

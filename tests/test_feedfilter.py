@@ -199,3 +199,79 @@ def test_a_served_filter_follows_the_feed_it_cuts(server: str, built: Config) ->
     second = httpx.get(f"{server}/topics/beijiaosuo.atom", params=params)
     assert titles(second.content) == ["北交所再发新规", "北交所发布新规"]
     assert second.headers["etag"] != first.headers["etag"]
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom"])
+def test_a_filtered_feed_is_dated_by_the_items_it_keeps(built: Config, fmt: str) -> None:
+    own = f"{BASE}all.{fmt}?filter=%E5%8C%97"
+    wanted = FeedFilter(include=("北",))
+    before = filter_feed((built.output / f"all.{fmt}").read_bytes(), wanted, own)
+    kept = feedparser.parse(before)
+    newest_kept = kept.entries[0]["updated_parsed" if fmt == "atom" else "published_parsed"]
+    assert kept.feed.updated_parsed == newest_kept  # 北證50指數走強, not the newer 央行 story
+    write(
+        built.articles[0] / "e.md",
+        jekyll_post("国债期货收涨", ["国债期货全线收涨。"], date="2024-05-15 09:00:00 +0800"),
+    )
+    build(built)
+    after = filter_feed((built.output / f"all.{fmt}").read_bytes(), wanted, own)
+    assert after == before  # a story the filter drops changes no byte: readers get 304
+
+    empty = filter_feed(
+        (built.output / f"all.{fmt}").read_bytes(), FeedFilter(include=("无",)), own
+    )
+    assert feedparser.parse(empty).entries == []
+    if fmt == "rss":  # undated, as an empty feed is rendered
+        assert b"<lastBuildDate>" not in empty and b"<pubDate>" not in empty
+    else:
+        assert b"<updated>1970-01-01T00:00:00+00:00</updated>" in empty
+
+
+def test_a_served_filter_stays_not_modified_while_only_other_stories_arrive(
+    server: str, built: Config
+) -> None:
+    params = {"filter": "北交所|北证"}
+    first = httpx.get(f"{server}/all.rss", params=params)
+    write(
+        built.articles[0] / "e.md",
+        jekyll_post("国债期货收涨", ["国债期货全线收涨。"], date="2024-05-15 09:00:00 +0800"),
+    )
+    build(built)
+    assert "国债期货收涨" in httpx.get(f"{server}/all.rss").text
+    again = httpx.get(
+        f"{server}/all.rss", params=params, headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize(
+    ("document", "kept_date"),
+    [
+        (
+            b"<rss version='2.0'><channel><title>t</title><lastBuildDate>x</lastBuildDate>"
+            b"<item><title>a</title><pubDate>not a date</pubDate></item>"
+            b"<item><title>b</title><pubDate>Tue, 14 May 2024 01:00:00 -0000</pubDate></item>"
+            b"<item><title>c</title><pubDate>Wed, 15 May 2024 01:00:00 +0000</pubDate></item>"
+            b"</channel></rss>",
+            "Tue, 14 May 2024 01:00:00 -0000",
+        ),
+        (
+            b"<feed xmlns='http://www.w3.org/2005/Atom'><id>x</id><updated>x</updated>"
+            b"<entry><title>a</title><updated>2024-05-14</updated></entry>"
+            b"<entry><title>b</title><updated>yesterday</updated></entry>"
+            b"<entry><title>c</title><updated>2024-05-15T00:00:00+00:00</updated></entry></feed>",
+            "2024-05-14",
+        ),
+    ],
+)
+def test_a_foreign_feed_file_with_odd_dates_is_still_filtered(
+    document: bytes, kept_date: str
+) -> None:
+    """A feed file not written by feeds (dropped into the output folder by hand) may carry
+    dates feeds never writes: unreadable ones are passed over, zone-less ones taken as UTC."""
+    filtered = filter_feed(
+        document, FeedFilter(exclude_title=("c",)), "https://x/f?filterout_title=c"
+    )
+    parsed = feedparser.parse(filtered)
+    assert [entry.title for entry in parsed.entries] == ["a", "b"]
+    assert f">{kept_date}<".encode() in filtered

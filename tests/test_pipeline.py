@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from feeds.config import Config
@@ -432,3 +434,30 @@ def test_a_file_refused_for_a_passing_reason_is_read_again(
         store.close()
     assert build(config).batch.new == 1
     assert "北交所新规" in [entry.title for entry in feed_entries(config, "all.atom")]
+
+
+def test_a_story_dated_ahead_is_dated_when_it_was_read(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    """A wrong year (or zone) must not put a story atop every reader's list until that date,
+    nor pin the feeds' own dates there."""
+    config = make_config()
+    write(articles / "ahead.md", jekyll_post("北交所新规", STORY, date="2099-01-01 08:00:00"))
+    write(articles / "past.md", hexo_post("央行逆回购", OTHER))
+    before = datetime.now(UTC)
+    build(config)
+    after = datetime.now(UTC)
+    for relpath in ("all.atom", "sources/dongfangcaifuwang.atom", "topics/beijiaosuo.atom"):
+        parsed = feedparser.parse((config.output / relpath).read_bytes())
+        entry = parsed.entries[0]
+        assert entry.title == "北交所新规"
+        for when in (entry.published, entry.updated, parsed.feed.updated):
+            assert before.replace(microsecond=0) <= datetime.fromisoformat(when) <= after
+    written = output_files(config)
+    build(config)
+    assert output_files(config) == written  # read once: the date holds
+    time.sleep(1.1)  # dates are kept to the second
+    reread = make_config(feed={"summary_chars": 120})  # changed rules: every file read again
+    build(reread)
+    entry = feedparser.parse((config.output / "all.atom").read_bytes()).entries[0]
+    assert entry.published == feedparser.parse(written["all.atom"][0]).entries[0].published

@@ -385,6 +385,19 @@ def test_opml_has_no_timestamps_and_is_deterministic() -> None:
     assert b"dateCreated" not in data and b"dateModified" not in data
 
 
+# The head elements the W3C Feed Validation Service knows (feedvalidator/opml.py): any other is
+# reported as an error, such as OPML 2.0's optional <docs>.
+W3C_OPML_HEAD = {
+    "title", "dateCreated", "dateModified", "ownerName", "ownerEmail", "ownerId",
+    "expansionState", "vertScrollState", "windowTop", "windowLeft", "windowBottom", "windowRight",
+}  # fmt: skip
+
+
+def test_opml_head_holds_only_what_the_w3c_validator_knows() -> None:
+    head = xml(render_opml(FEEDS, SITE)).find("head")
+    assert head is not None and {child.tag for child in head} <= W3C_OPML_HEAD
+
+
 def test_opml_skips_empty_groups_and_duplicate_keys() -> None:
     root = xml(render_opml([SOURCE, ALL, SOURCE], SITE))
     top = root.find("body").findall("outline")

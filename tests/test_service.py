@@ -463,3 +463,28 @@ def test_renaming_a_folder_does_not_unpublish_its_items(
     metrics = service.get("/metrics").text.splitlines()
     assert "feeds_items_removed_total 0.0" in metrics  # not even for a moment
     assert {item["id"] for item in stored_items(tmp_path)} == ids
+
+
+def test_without_a_base_url_the_links_follow_the_port_it_serves_on(tmp_path: Path) -> None:
+    """`feeds run --port P` with no base_url: the index, the OPML list and the feeds link to
+    port P (they named 8080, where nothing answers)."""
+    import socket
+
+    config = write_config(tmp_path)
+    config.write_text(config.read_text("utf-8").replace('base_url = "http://127.0.0.1/"', ""))
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所新规", ["北交所发布新规。"]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = ServiceProcess(config, "--port", str(port)).wait_ready()
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        index = service.get("/").text
+        assert f'href="{base}all.atom"' in index and f'href="{base}feeds.opml"' in index
+        feed = feedparser.parse(service.get("/all.rss").content).feed
+        assert {link.rel: link.href for link in feed.links}["self"] == f"{base}all.rss"
+        opml = service.get("/feeds.opml").text
+        assert f'xmlUrl="{base}topics/beijiaosuo.rss"' in opml
+        assert service.get("/topics/beijiaosuo.rss").status_code == 200
+    finally:
+        assert service.stop()[0] == 0
