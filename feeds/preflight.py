@@ -39,6 +39,7 @@ def check(
     environ = os.environ if environ is None else environ
     return [
         *(_article_folders(config) if folders else ()),
+        *_topic_slugs(config),
         *_webhook_topics(config),
         *_webhook_secrets(config, environ),
         *_websub_reach(config),
@@ -61,6 +62,22 @@ def _article_folders(config: Config) -> Iterator[Finding]:
             )
         elif not folder.is_dir():
             yield Finding("error", f"articles.{index}", f"{folder} is not a folder")
+
+
+def _topic_slugs(config: Config) -> Iterator[Finding]:
+    """Two topics whose names read the same in pinyin (新三板, 新三版) would share one feed."""
+    named: dict[str, str] = {}
+    for rule in config.topics:
+        slug = topic_slug(rule)
+        if slug in named:
+            yield Finding(
+                "error",
+                "topics",
+                f"{named[slug]!r} and {rule.name!r} both have the slug {slug!r} and would share"
+                " one feed; give one of them its own slug",
+            )
+        else:
+            named[slug] = rule.name
 
 
 def _webhook_topics(config: Config) -> Iterator[Finding]:

@@ -125,6 +125,22 @@ def test_check_config_fails_on_what_would_silently_never_work(
     ]
 
 
+def test_check_config_fails_on_topics_whose_slugs_collide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "articles").mkdir()
+    config = write(
+        tmp_path / "topics.toml",
+        'articles = ["articles"]\n[[topics]]\nname = "新三板"\nkeywords = ["新三板"]\n'
+        '[[topics]]\nname = "新三版"\nkeywords = ["新三版"]\n',
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "error: topics: '新三板' and '新三版' both have the slug 'xinsanban' and would share one"
+        " feed; give one of them its own slug"
+    ]
+
+
 def test_a_relative_secret_file_is_read_beside_the_config_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
