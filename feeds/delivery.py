@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -310,6 +311,12 @@ class Deliverer:
         self.on_result = on_result
         self.webhooks = {webhook.name: webhook for webhook in config.webhooks}
         self._pruned: datetime | None = None
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Send nothing more: the request in flight finishes and is recorded, the rest stays
+        queued (a shutdown must not wait for a slow receiver to take the whole backlog)."""
+        self._stopping.set()
 
     def deliver_due(self) -> DeliveryReport:
         """Send whatever is due now, every target in parallel; returns what happened."""
@@ -330,6 +337,8 @@ class Deliverer:
         """One target: requests in queue order until it is empty, waiting or over budget."""
         report = DeliveryReport()
         for _ in range(webhook.rate_per_minute + 1):  # each round spends one request
+            if self._stopping.is_set():
+                break
             batch = self._next_batch(webhook)
             if not batch:
                 break

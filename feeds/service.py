@@ -336,6 +336,7 @@ class Service:
         log.info("stopping")
         self.watcher.stop(timeout=SHUTDOWN_SECONDS / 2)  # flushes settled changes first
         self._websub.stop()
+        self._alerts.stop()
         self.scheduler.shutdown(wait=True)
         if self.server is not None:
             self.server.stop()
@@ -355,6 +356,8 @@ class _NoAlerts:
         return 0
 
     def schedule(self, scheduler: BackgroundScheduler) -> None: ...
+
+    def stop(self) -> None: ...
 
     def close(self) -> None: ...
 

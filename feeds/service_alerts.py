@@ -46,5 +46,9 @@ class AlertHooks:
     def backlog(self) -> int:
         return self.store.alert_backlog()
 
+    def stop(self) -> None:
+        """Before the scheduler is shut down: the running delivery ends after its request."""
+        self.deliverer.stop()
+
     def close(self) -> None:
         self.client.close()

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Reply:
     status: int = 200
     body: Any = None  # None: the platform's success body
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds between reading the request and answering (a slow platform)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class Receiver:
         )
         with self._lock:
             self.received.append(record)
+        time.sleep(reply.delay)
         payload = SUCCESS_BODIES[self.fmt] if reply.body is None else reply.body
         data = payload if isinstance(payload, str) else json.dumps(payload)
         encoded = data.encode()

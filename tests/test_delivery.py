@@ -10,6 +10,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -525,6 +526,34 @@ def test_old_requests_are_forgotten(
     assert len(receiver.received) == 4
     rows = store._all("SELECT count(*) FROM alert_requests")  # the log holds one minute only
     assert rows[0][0] == 1
+
+
+def test_stop_ends_a_drain_after_the_request_in_flight(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+) -> None:
+    receiver = receivers("json", WHSEC)  # a slow platform: each answer takes 0.5 s
+    config, store = setup(make_config, stores, receiver)
+    queued = queue_alerts(store, "desk", [f"北交所{n}" for n in range(5)], datetime.now(UTC))
+    receiver.reply(*[Reply(delay=0.5)] * 5)
+    deliverer = Deliverer(config, store, client)
+    draining = threading.Thread(target=deliverer.deliver_due)
+    draining.start()
+    wait_until(lambda: receiver.received)
+    deliverer.stop()  # the service is shutting down
+    draining.join(timeout=10)
+    assert receiver.accepted_ids() == queued[:1], "nothing is sent after stop()"
+    statuses = [(row.event_id, row.status) for row in reversed(all_rows(store))]
+    assert statuses == [(queued[0], "delivered")] + [(e, "pending") for e in queued[1:]]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10) -> None:
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while not check():
+        assert datetime.now(UTC) < deadline, "timed out"
+        threading.Event().wait(0.01)
 
 
 # --- crashes ----------------------------------------------------------------------------------
