@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urluns
 import httpx
 
 from feeds.alert_messages import format_digest, format_message
-from feeds.alert_payload import Alert, alert_from_payload
+from feeds.alert_payload import Alert, alert_from_payload, utf8_len
 from feeds.alerts import digest_id, sample_alert, utc_now
 from feeds.config import Config, ConfigError, WebhookConfig, WebhookFormat, resolve_secret
 from feeds.outputs import site_of
@@ -43,6 +43,11 @@ from feeds.store.outbox import OutboxRow
 log = logging.getLogger("feeds.delivery")
 
 DIGEST_MAX: Final = 100  # alerts one digest message may carry
+# A JSON digest carries every event in full (≈1-3 KB each): it stops at this size, well under
+# the 100 KB request limit many receivers have by default (Express's body-parser), which would
+# answer 413 — a permanent failure that would bury every carried alert at once.
+JSON_DIGEST_BYTES: Final = 64 * 1024
+DIGEST_EVENT_OVERHEAD: Final = 64  # bytes an event adds to a digest besides its payload
 RATE_WINDOW: Final = timedelta(minutes=1)
 BACKOFF_BASE_SECONDS: Final = 10.0
 BACKOFF_CAP_SECONDS: Final = 4 * 3600.0
@@ -286,6 +291,19 @@ def send_test(
     return post(client, webhook, alert.id, message, moment, environ)
 
 
+def _digest_rows(webhook: WebhookConfig, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+    """The rows one digest carries: all of them for chat formats (their digests are cut to the
+    platform's limit), for ``json`` the longest prefix within ``JSON_DIGEST_BYTES``."""
+    if webhook.format != "json":
+        return list(rows)
+    size = 0
+    for count, row in enumerate(rows):
+        size += utf8_len(row.payload) + DIGEST_EVENT_OVERHEAD
+        if size > JSON_DIGEST_BYTES and count > 0:
+            return list(rows[:count])
+    return list(rows)
+
+
 class Deliverer:
     """Drains due alerts. Each target's per-minute budget is kept in the state database, so a
     restart, or ``feeds alerts deliver`` run beside the service, cannot exceed it. ``now`` and
@@ -364,7 +382,7 @@ class Deliverer:
         left = self.store.requests_left(webhook.name, now, budget)
         if left <= 0:
             return []
-        batch = rows[:1] if len(rows) <= left else rows[:DIGEST_MAX]
+        batch = rows[:1] if len(rows) <= left else _digest_rows(webhook, rows[:DIGEST_MAX])
         lease = now + timedelta(seconds=webhook.timeout_seconds) + LEASE_MARGIN
         ids = [r.id for r in batch]
         return batch if self.store.claim_for_request(webhook.name, ids, now, lease, budget) else []

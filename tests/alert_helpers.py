@@ -144,6 +144,7 @@ class Receiver:
         self.secret = secret
         self.clock = clock or (lambda: datetime.now(UTC))
         self.script: deque[Reply] = deque()
+        self.max_body: int | None = None  # larger bodies get 413, like Express's 100 KB default
         self.received: list[Received] = []
         self.port = 0
         self._lock = threading.Lock()
@@ -196,8 +197,10 @@ class Receiver:
             return verify_feishu(self.secret, body, now)
         return None
 
-    def _answer(self, verified: bool | None) -> Reply:
+    def _answer(self, verified: bool | None, size: int) -> Reply:
         with self._lock:
+            if self.max_body is not None and size > self.max_body:
+                return Reply(413, "request entity too large")
             if verified is False:
                 return SIGNATURE_FAILURES[self.fmt]
             return self.script.popleft() if self.script else Reply()
@@ -216,7 +219,7 @@ class Receiver:
         headers = {k.lower(): v for k, v in request.headers.items()}
         parts = urlsplit(request.path)
         verified = self._verify(headers, parts.query, body)
-        reply = self._answer(verified)
+        reply = self._answer(verified, len(body))
         record = Received(
             parts.path, parts.query, headers, body, verified, reply.status, self._accepted(reply)
         )

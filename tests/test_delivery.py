@@ -442,6 +442,26 @@ def test_digest_when_more_are_due_than_the_rate_limit_allows(
     assert len(receiver.received) == 3
 
 
+def test_a_json_digest_stays_under_the_usual_100_kb_request_limit(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+) -> None:
+    receiver = receivers("json", WHSEC, clock)
+    receiver.max_body = 100 * 1024  # Express's default: bigger bodies are answered 413
+    config, store = setup(make_config, stores, receiver, rate_per_minute=2)
+    titles = [f"北交所快讯{n}：" + "某公司披露重大事项进展" * 10 for n in range(100)]
+    queued = queue_alerts(store, "desk", titles, clock())
+    run_until_idle(Deliverer(config, store, client, now=clock), store, clock)
+    assert {row.status for row in all_rows(store)} == {"delivered"}
+    assert len(receiver.received) > 1 and {r.status for r in receiver.received} == {200}
+    assert all(len(r.body) <= 64 * 1024 for r in receiver.received)
+    carried = [e["id"] for r in receiver.received for e in r.json["data"]["events"]]
+    assert carried == queued
+
+
 def test_over_budget_waits_for_the_window_instead_of_flooding(
     make_config: Callable[..., Config],
     receivers: Callable[..., Receiver],
