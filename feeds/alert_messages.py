@@ -100,9 +100,15 @@ def md_url(url: str) -> str:
     return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
 
 
+# Slack mrkdwn has no escape for its formatting marks: "*ST甲与*ST乙" would turn bold.
+_SLACK_MARKS = str.maketrans({"*": "＊", "_": "＿", "~": "～", "`": "｀"})
+
+
 def slack_text(text: str) -> str:
+    """Plain text for Slack mrkdwn: its three control characters escaped as Slack documents,
+    formatting marks replaced by full-width look-alikes (as ``md_text`` does)."""
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return collapse_whitespace(escaped)
+    return collapse_whitespace(escaped).translate(_SLACK_MARKS)
 
 
 def follow_link(alert: Alert) -> tuple[str, str]:

@@ -234,6 +234,19 @@ def test_markdown_specials_in_titles_cannot_break_links() -> None:
     assert "[广告]" not in content and "［广告］" in content
 
 
+def test_slack_formatting_marks_in_article_text_stay_plain_text() -> None:
+    alert = make_alert(title="*ST华夏_北交所`受理`", summary="*ST甲与*ST乙公告~撤回~ & <b>")
+    section = format_message("slack", alert, ZONE)["blocks"][0]["text"]["text"]
+    assert section.count("*") == 2 and section.startswith("*<") and ">*\n" in section
+    assert not any(mark in section for mark in "_`~")
+    assert (
+        "＊ST华夏＿北交所｀受理｀" in section
+        and "＊ST甲与＊ST乙公告～撤回～ &amp; &lt;b&gt;" in section
+    )
+    digest = format_digest("slack", [alert, alert], ZONE, WHEN)["blocks"][0]["text"]["text"]
+    assert digest.count("*") == 2 and "＊ST华夏" in digest
+
+
 @pytest.mark.parametrize(
     ("fmt", "measure", "limit"),
     [
