@@ -145,6 +145,31 @@ def test_exactly_one_alert_per_new_matching_item(
     assert body["data"]["feeds"]["topics"]["beijiaosuo"].startswith("https://feeds.example.org/")
 
 
+def test_an_archive_mounted_after_the_first_scan_is_still_backfill(
+    make_config: Callable[..., Config],
+    tmp_path: Path,
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+) -> None:
+    share = tmp_path / "share"  # not mounted when the service starts
+    webhook = hook(receivers(), topics=["beijiaosuo"], keywords=[])
+    config = make_config(articles=[str(share)], webhooks=[webhook])
+    store = stores(config)
+    alerting(config, store).sync()
+    archive = {
+        "北交所去年成交创新高": "北京证券交易所全年成交金额创出新高，流动性明显改善。",
+        "北交所发布融资融券细则": "北交所就融资融券交易实施细则公开征求意见，拟扩大标的范围。",
+        "北交所首批做市商名单": "首批参与北交所股票做市交易的券商名单公布，共有十余家机构。",
+    }
+    for n, (title, text) in enumerate(archive.items()):
+        write(share / f"old{n}.md", hexo_post(title, [text]))
+    assert alerting(config, store).sync().batch.new == 3  # the share is there now
+    assert all_rows(store) == [], "the archive's stories are backfill, however late it came"
+    write(share / "new.md", hexo_post("北证50指数创年内新高", STORY))
+    alerting(config, store).sync()
+    assert [row.event_type for row in all_rows(store)] == ["item.new"]
+
+
 def test_backfill_alerts_when_configured(
     make_config: Callable[..., Config],
     articles: Path,
