@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 from feeds.alert_payload import (
     EVENT_DIGEST,
+    EVENT_UPDATED,
     FIELD_LABELS,
     Alert,
     alert_payload,
@@ -33,6 +34,7 @@ from feeds.config import WebhookFormat
 from feeds.text import collapse_whitespace
 
 WORD_BYTES: Final = 90
+UPDATE_MARK: Final = "·更新"  # after the word in an ``item.updated`` alert's headline
 
 # Platform limits (conservative where the documentation is vague).
 WECOM_MARKDOWN_BYTES: Final = 4096  # markdown.content, UTF-8 bytes
@@ -121,8 +123,11 @@ def follow_link(alert: Alert) -> tuple[str, str]:
 
 
 def headline(alert: Alert, title: str) -> str:
+    """``【word】title``; ``【word·更新】title`` for an edit of a story alerted before, so that a
+    group hearing about updates can tell the second message from a repeat of the first."""
     word = truncate_utf8(alert.match.word, WORD_BYTES)
-    return f"【{word}】{title}"
+    mark = UPDATE_MARK if alert.type == EVENT_UPDATED else ""
+    return f"【{word}{mark}】{title}"
 
 
 def byline(alert: Alert, zone: tzinfo) -> str:
@@ -257,7 +262,8 @@ def digest_title(count: int) -> str:
 
 def _digest_line(alert: Alert) -> str:
     word = truncate_utf8(alert.match.word, WORD_BYTES)
-    return f"{alert.item.title} · {alert.item.source_name} ·「{word}」"
+    mark = UPDATE_MARK if alert.type == EVENT_UPDATED else ""
+    return f"{alert.item.title} · {alert.item.source_name} ·「{word}」{mark}"
 
 
 def _largest_prefix(

@@ -39,7 +39,7 @@ from feeds.alert_payload import (
     truncate_utf8,
 )
 from feeds.alerts import WebhookRule, event_id, snippet, update_version
-from feeds.config import WebhookConfig
+from feeds.config import WebhookConfig, WebhookFormat
 from feeds.model import Article, Site, TopicMatch
 from feeds.signing import (
     dingtalk_sign,
@@ -232,6 +232,24 @@ def test_markdown_specials_in_titles_cannot_break_links() -> None:
     message = format_message("wecom", make_alert(title="[广告]*北交所*"), ZONE)
     content = message["markdown"]["content"]
     assert "[广告]" not in content and "［广告］" in content
+
+
+@pytest.mark.parametrize(
+    ("fmt", "shown"),
+    [
+        ("wecom", lambda m: [m["markdown"]["content"]]),
+        ("dingtalk", lambda m: [m["markdown"]["title"], m["markdown"]["text"]]),
+        ("feishu", lambda m: [m["content"]["post"]["zh_cn"]["title"]]),
+        ("slack", lambda m: [m["text"], m["blocks"][0]["text"]["text"]]),
+    ],
+)
+def test_chat_messages_tell_an_update_from_a_new_story(fmt: WebhookFormat, shown: Any) -> None:
+    new = make_alert()
+    update = replace(new, type="item.updated")
+    assert not any("更新" in text for text in shown(format_message(fmt, new, ZONE)))
+    assert all("【北交所·更新】北证50" in t for t in shown(format_message(fmt, update, ZONE)))
+    digest = format_digest(fmt, [new, update], ZONE, WHEN)
+    assert json.dumps(digest, ensure_ascii=False).count("更新") == 1
 
 
 def test_slack_formatting_marks_in_article_text_stay_plain_text() -> None:
