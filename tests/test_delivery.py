@@ -23,6 +23,7 @@ import pytest
 
 from feeds.alerts import AlertPlanner
 from feeds.alerts_cli import register
+from feeds.cli import main
 from feeds.config import Config
 from feeds.delivery import (
     Deliverer,
@@ -785,3 +786,32 @@ def test_cli_test_list_retry_and_deliver(
     assert run_cli("alerts", "deliver", *common) == 0
     assert "sent 1" in capsys.readouterr().out
     assert receiver.accepted_ids()[-1] == listed["event_id"]
+
+
+def test_cron_build_then_deliver_alerts_new_stories(
+    tmp_path: Path,
+    receivers: Callable[..., Receiver],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("feeds.cli.setup_logging", lambda *args: None)  # keep pytest's logging
+    monkeypatch.setattr("feeds.log.setup_logging", lambda *args: None)
+    receiver = receivers("json", WHSEC)
+    articles = tmp_path / "articles"
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        f'articles = ["{articles}"]\nstate = "{tmp_path / "feeds.db"}"\n'
+        f'output = "{tmp_path / "out"}"\n'
+        f'[[webhooks]]\nname = "desk"\nurl = "{receiver.url()}"\nsecret = "{WHSEC}"\n'
+        'keywords = ["北交所"]\n',
+        encoding="utf-8",
+    )
+    common = ("--config", str(path))
+    write(articles / "archive.md", hexo_post("北交所旧闻", other_story(1)))
+    assert main(["build", *common]) == 0  # the first build of the archive: backfill
+    write(articles / "new.md", hexo_post("北证50指数创年内新高", STORY))
+    assert main(["build", *common]) == 0
+    assert "alerts: 1 queued" in capsys.readouterr().out
+    assert main(["alerts", "deliver", *common]) == 0
+    [received] = receiver.received
+    assert received.verified and received.json["data"]["item"]["title"] == "北证50指数创年内新高"
