@@ -12,7 +12,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from feeds.alerts import utc_now
-from feeds.config import Config
+from feeds.config import Config, ConfigError, WebhookConfig, resolve_secret
+from feeds.signing import standard_webhook_key
 from feeds.store import opened
 from feeds.store.outbox import AlertFilter, OutboxRow
 
@@ -165,3 +166,29 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         f"dead {report.dead}; {backlog} waiting"
     )
     return EXIT_FAILED if report.dead else 0
+
+
+# --- check-config -----------------------------------------------------------------------------
+
+
+def webhook_warnings(config: Config) -> list[str]:
+    """What only this environment shows (``feeds check-config`` prints it): ``env:``/``file:``
+    URLs and secrets that do not resolve here, and ``whsec_`` secrets that are not base64.
+    Every alert to such a webhook would fail until it is fixed. Never quotes a secret."""
+    return [warning for webhook in config.webhooks for warning in _webhook_warnings(webhook)]
+
+
+def _webhook_warnings(webhook: WebhookConfig) -> list[str]:
+    warnings = []
+    for key, value in (("url", webhook.url), ("secret", webhook.secret)):
+        try:
+            resolved = resolve_secret(value)
+        except ConfigError as exc:
+            warnings.append(f"webhook {webhook.name!r} {key}: {'; '.join(exc.problems)}")
+            continue
+        if key == "secret" and webhook.format == "json" and resolved:
+            try:
+                standard_webhook_key(resolved)
+            except ValueError:
+                warnings.append(f"webhook {webhook.name!r} secret: whsec_ needs base64 after it")
+    return warnings

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from feeds.alerts_cli import register as register_alerts
+from feeds.alerts_cli import webhook_warnings
 from feeds.config import Config, ConfigError, load_config
 from feeds.errors import FeedsError, OutputError, StoreError
 from feeds.log import setup_logging
@@ -156,6 +157,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problem = unreachable_from_hubs(config.base_url)
         if problem:
             print(f"warning: websub.hubs are set, but {problem}; set base_url to the public URL")
+    for warning in webhook_warnings(config):
+        print(f"warning: {warning}; alerts to it fail until it is fixed")
     return 0
 
 

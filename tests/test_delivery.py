@@ -815,3 +815,28 @@ def test_cron_build_then_deliver_alerts_new_stories(
     assert main(["alerts", "deliver", *common]) == 0
     [received] = receiver.received
     assert received.verified and received.json["data"]["item"]["title"] == "北证50指数创年内新高"
+
+
+def test_check_config_warns_about_webhook_secrets_this_environment_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WECOM_URL", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-123")
+    monkeypatch.delenv("DING_SECRET", raising=False)
+    hooks = [
+        ("wecom", "env:WECOM_URL", None),  # fine
+        ("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=t", "env:DING_SECRET"),
+        ("feishu", "https://open.feishu.cn/open-apis/bot/v2/hook/x", f"file:{tmp_path}/nope"),
+        ("json", "https://example.org/hook", "whsec_not base64!"),
+    ]
+    text = "".join(
+        f'[[webhooks]]\nname = "{fmt}"\nurl = "{url}"\nformat = "{fmt}"\nkeywords = ["北交所"]\n'
+        + (f'secret = "{secret}"\n' if secret else "")
+        for fmt, url, secret in hooks
+    )
+    path = tmp_path / "feeds.toml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["check-config", "--config", str(path)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert [line.split("'")[1] for line in warnings] == ["dingtalk", "feishu", "json"]
+    assert "DING_SECRET is not set" in warnings[0] and "cannot read" in warnings[1]
+    assert "whsec_ needs base64" in warnings[2] and "not base64!" not in warnings[2]
