@@ -34,6 +34,7 @@ import httpx
 from feeds.alert_messages import format_digest, format_message
 from feeds.alert_payload import Alert, alert_from_payload, utf8_len
 from feeds.alerts import digest_id, sample_alert, utc_now
+from feeds.classify import topic_slug
 from feeds.config import Config, ConfigError, WebhookConfig, WebhookFormat, resolve_secret
 from feeds.outputs import site_of
 from feeds.signing import prepare_request
@@ -286,7 +287,8 @@ def send_test(
         raise KeyError(f"no webhook named {name!r}")
     webhook = webhooks[name]
     moment = now()
-    alert = sample_alert(webhook, site_of(config), moment)
+    names = {topic_slug(topic): topic.name for topic in config.topics}
+    alert = sample_alert(webhook, site_of(config), moment, names)
     message = format_message(webhook.format, alert, config.zone)
     return post(client, webhook, alert.id, message, moment, environ)
 

@@ -31,6 +31,7 @@ from feeds.delivery import (
     redact_url,
     retry_after_seconds,
     scrub,
+    send_test,
     url_secrets,
 )
 from feeds.pipeline import Pipeline
@@ -840,3 +841,19 @@ def test_check_config_warns_about_webhook_secrets_this_environment_lacks(
     assert [line.split("'")[1] for line in warnings] == ["dingtalk", "feishu", "json"]
     assert "DING_SECRET is not set" in warnings[0] and "cannot read" in warnings[1]
     assert "whsec_ needs base64" in warnings[2] and "not base64!" not in warnings[2]
+
+
+def test_alerts_test_message_names_the_topic_and_links_to_feeds_that_exist(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    client: httpx.Client,
+) -> None:
+    receiver = receivers("wecom")
+    by_topic = hook(receiver, name="topic", fmt="wecom", topics=["beijiaosuo"], keywords=[])
+    by_word = hook(receiver, name="word", fmt="wecom", keywords=["央行"])
+    config = make_config(webhooks=[by_topic, by_word])
+    assert send_test(config, "topic", client).ok and send_test(config, "word", client).ok
+    topic, word = (r.json["markdown"]["content"] for r in receiver.received)
+    assert "命中「北交所」" in topic
+    assert "[订阅「北交所」](https://feeds.example.org/topics/beijiaosuo.rss)" in topic
+    assert "命中「央行」" in word and "(https://feeds.example.org/all.rss)" in word
