@@ -108,3 +108,22 @@ def test_sigterm_does_not_wait_for_a_slow_receiver_to_take_the_backlog(
     finally:
         assert second.stop()[0] == 0
         receiver.stop()
+
+
+def test_a_slow_receiver_does_not_fill_the_log_with_skipped_job_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDS_TEST_SECRET", SECRET)
+    receiver = Receiver("json", secret=SECRET)
+    receiver.reply(*[Reply(delay=2.5)] * 4)  # one delivery run takes 10 s: two ticks pass
+    config = webhook_config(tmp_path, receiver)
+    service = ServiceProcess(config).wait_ready()
+    try:
+        for n in range(1, 5):
+            write(tmp_path / "articles" / f"new{n}.md", story(n))
+        wait_for(lambda: len(receiver.accepted) == 4, timeout=60, what="4 deliveries")
+        wait_for(lambda: service.health()["alert_backlog"] == 0, what="an empty backlog")
+        assert [line for line in service.log if "skipped" in line] == []
+    finally:
+        assert service.stop()[0] == 0
+        receiver.stop()
