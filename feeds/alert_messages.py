@@ -266,15 +266,19 @@ def _digest_line(alert: Alert) -> str:
     return f"{alert.item.title} · {alert.item.source_name} ·「{word}」{mark}"
 
 
+Listed = tuple[dict[str, Any], int]  # a digest message and how many alerts it lists
+
+
 def _largest_prefix(
     alerts: Sequence[Alert], build: Callable[[Sequence[Alert], int], T], fits: Callable[[T], bool]
-) -> T:
-    """``build(shown, hidden_count)`` with as many alerts shown as fit (at least one)."""
+) -> tuple[T, int]:
+    """``build(shown, hidden_count)`` with as many alerts shown as fit (at least one), and how
+    many that is."""
     for shown in range(len(alerts), 0, -1):
         built = build(alerts[:shown], len(alerts) - shown)
         if fits(built) or shown == 1:
-            return built
-    return build(alerts, 0)
+            return built, shown
+    return build(alerts, 0), len(alerts)
 
 
 def _more_line(hidden: int) -> list[str]:
@@ -290,28 +294,28 @@ def _md_digest_lines(shown: Sequence[Alert], hidden: int) -> list[str]:
     return lines + _more_line(hidden)
 
 
-def wecom_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def wecom_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     def build(shown: Sequence[Alert], hidden: int) -> str:
         head = f"**{md_text(digest_title(len(alerts)))}**"
         return "\n".join([head, *_md_digest_lines(shown, hidden)])
 
-    content = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= WECOM_MARKDOWN_BYTES)
+    content, shown = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= WECOM_MARKDOWN_BYTES)
     content = truncate_utf8(content, WECOM_MARKDOWN_BYTES)
-    return {"msgtype": "markdown", "markdown": {"content": content}}
+    return {"msgtype": "markdown", "markdown": {"content": content}}, shown
 
 
-def dingtalk_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def dingtalk_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     title = digest_title(len(alerts))
 
     def build(shown: Sequence[Alert], hidden: int) -> str:
         return "\n".join([f"#### {md_text(title)}", "", *_md_digest_lines(shown, hidden)])
 
-    text = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= DINGTALK_MARKDOWN_BYTES)
+    text, shown = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= DINGTALK_MARKDOWN_BYTES)
     text = truncate_utf8(text, DINGTALK_MARKDOWN_BYTES)
-    return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+    return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}, shown
 
 
-def feishu_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def feishu_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     def build(shown: Sequence[Alert], hidden: int) -> dict[str, Any]:
         rows = [
             [{"tag": "a", "text": _digest_line(a), "href": a.item.link or a.feeds.source}]
@@ -323,7 +327,7 @@ def feishu_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
     return _largest_prefix(alerts, build, lambda m: feishu_size(m) <= FEISHU_BODY_BYTES)
 
 
-def slack_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def slack_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     title = digest_title(len(alerts))
 
     def build(shown: Sequence[Alert], hidden: int) -> dict[str, Any]:
@@ -348,8 +352,20 @@ def format_digest(
     fmt: WebhookFormat, alerts: Sequence[Alert], zone: tzinfo, occurred: datetime
 ) -> dict[str, Any]:
     """One message listing several alerts (titles and links; the JSON digest carries all)."""
+    return _listed_digest(fmt, alerts, zone, occurred)[0]
+
+
+def digest_capacity(fmt: WebhookFormat, alerts: Sequence[Alert], zone: tzinfo) -> int:
+    """How many of ``alerts`` (from the first) one digest message can list within the
+    platform's limit; a digest of more ends in '…另有 N 条'. Every one for ``json``."""
+    return _listed_digest(fmt, alerts, zone, datetime.now(zone))[1]
+
+
+def _listed_digest(
+    fmt: WebhookFormat, alerts: Sequence[Alert], zone: tzinfo, occurred: datetime
+) -> Listed:
     if fmt == "json":
-        return json_digest(alerts, occurred)
+        return json_digest(alerts, occurred), len(alerts)
     builders = {
         "wecom": wecom_digest,
         "dingtalk": dingtalk_digest,

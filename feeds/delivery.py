@@ -7,7 +7,8 @@ chat platforms, only when the body says so (WeCom/DingTalk ``errcode == 0``, Fei
 ``code == 0``). Failures are retried with exponential backoff and full jitter, ``Retry-After``
 honoured on 429/503, until ``max_retry_hours`` after the alert was queued; then the alert is a
 dead letter. A 4xx other than 408/429 is permanent: dead at once. When more alerts are queued
-than a target's per-minute budget allows, ONE digest message carries them all.
+than a target's per-minute budget allows, ONE digest message carries as many as it can show
+(the rest go in the next one).
 
 Delivery is at least once: a crash between the receiver's answer and the outbox update sends
 that alert again, with the same ``webhook-id``. Secrets are never logged; URLs and errors are
@@ -31,7 +32,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urluns
 
 import httpx
 
-from feeds.alert_messages import format_digest, format_message
+from feeds.alert_messages import digest_capacity, format_digest, format_message
 from feeds.alert_payload import Alert, alert_from_payload, utf8_len
 from feeds.alerts import digest_id, sample_alert, utc_now
 from feeds.classify import topic_slug
@@ -293,11 +294,8 @@ def send_test(
     return post(client, webhook, alert.id, message, moment, environ)
 
 
-def _digest_rows(webhook: WebhookConfig, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
-    """The rows one digest carries: all of them for chat formats (their digests are cut to the
-    platform's limit), for ``json`` the longest prefix within ``JSON_DIGEST_BYTES``."""
-    if webhook.format != "json":
-        return list(rows)
+def _json_digest_rows(rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+    """The longest prefix of ``rows`` whose JSON digest stays within ``JSON_DIGEST_BYTES``."""
     size = 0
     for count, row in enumerate(rows):
         size += utf8_len(row.payload) + DIGEST_EVENT_OVERHEAD
@@ -384,10 +382,22 @@ class Deliverer:
         left = self.store.requests_left(webhook.name, now, budget)
         if left <= 0:
             return []
-        batch = rows[:1] if len(rows) <= left else _digest_rows(webhook, rows[:DIGEST_MAX])
+        batch = rows[:1] if len(rows) <= left else self._digest_rows(webhook, rows[:DIGEST_MAX])
         lease = now + timedelta(seconds=webhook.timeout_seconds) + LEASE_MARGIN
         ids = [r.id for r in batch]
         return batch if self.store.claim_for_request(webhook.name, ids, now, lease, budget) else []
+
+    def _digest_rows(self, webhook: WebhookConfig, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """The rows one digest carries: for ``json`` as many as fit ``JSON_DIGEST_BYTES``; for a
+        chat format as many as its message can list (an alert marked delivered by a digest
+        must have been shown in it; the rest go in the next one)."""
+        if webhook.format == "json":
+            return _json_digest_rows(rows)
+        try:
+            alerts = [alert_from_payload(row.event_id, row.payload) for row in rows]
+        except (ValueError, KeyError, TypeError):
+            return list(rows)  # _send reports the unreadable payload
+        return list(rows[: digest_capacity(webhook.format, alerts, self.config.zone)])
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -489,6 +489,26 @@ def test_a_json_digest_stays_under_the_usual_100_kb_request_limit(
     assert carried == queued
 
 
+@pytest.mark.parametrize("fmt", ["wecom", "slack"])
+def test_a_chat_digest_marks_delivered_only_the_alerts_it_shows(
+    fmt: str,
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+) -> None:
+    receiver = receivers(fmt, None, clock)
+    config, store = setup(make_config, stores, receiver, rate_per_minute=2)
+    titles = [f"北交所快讯第{n}号：某公司披露重大事项进展" for n in range(80)]
+    queue_alerts(store, "desk", titles, clock())
+    run_until_idle(Deliverer(config, store, client, now=clock), store, clock)
+    shown = "".join(json.dumps(r.json, ensure_ascii=False) for r in receiver.received)
+    assert len(receiver.received) > 2 and "另有" not in shown  # nothing summed up unseen
+    assert all(shown.count(f"第{n}号：") == 1 for n in range(80))
+    assert {row.status for row in all_rows(store)} == {"delivered"}
+
+
 def test_over_budget_waits_for_the_window_instead_of_flooding(
     make_config: Callable[..., Config],
     receivers: Callable[..., Receiver],
