@@ -68,6 +68,14 @@ RATE_LIMIT_CODES: Final[Mapping[str, Mapping[int, float]]] = {
     "feishu": {11232: 60.0},  # frequency limited (100/minute, 5/second per bot)
 }
 CHAT_FORMATS: Final = ("wecom", "dingtalk", "feishu")
+# A robot refusing this message's content (its "custom keywords" security setting): (code,
+# text the answer's message contains). Retrying cannot help, and the alerts queued behind it
+# would wait out its whole retry window, so it is a dead letter at once. DingTalk answers every
+# security failure with 310000 (a wrong signature too, which is retried): hence the text.
+CONTENT_REFUSALS: Final[Mapping[str, tuple[int, str]]] = {
+    "dingtalk": (310000, "keywords not in content"),
+    "feishu": (19024, ""),  # Key Words Not Found
+}
 
 
 # --- redaction --------------------------------------------------------------------------------
@@ -175,7 +183,13 @@ def chat_outcome(fmt: str, status: int, text: str) -> Outcome:
         return Outcome(True, status=status, body=text)
     wait = RATE_LIMIT_CODES.get(fmt, {}).get(code) if isinstance(code, int) else None
     detail = f"HTTP {status}, {key} {code}: {message}"
-    return Outcome(False, True, status, detail, retry_after=wait, body=text)
+    retryable = not _refuses_content(fmt, code, message)
+    return Outcome(False, retryable, status, detail, retry_after=wait, body=text)
+
+
+def _refuses_content(fmt: str, code: Any, message: str) -> bool:
+    refusal = CONTENT_REFUSALS.get(fmt)
+    return refusal is not None and code == refusal[0] and refusal[1] in message.lower()
 
 
 def classify_response(
@@ -366,7 +380,7 @@ class Deliverer:
                 log.exception("delivery to %s crashed", webhook.name)
                 outcome = Outcome(False, True, detail=f"internal error: {type(exc).__name__}")
             self._settle(webhook, batch, outcome, report)
-            if not outcome.ok:
+            if not outcome.ok and outcome.retryable:  # a dead letter does not hold up the rest
                 break
         return report
 

@@ -331,6 +331,34 @@ def test_chat_errors_in_a_200_body_are_failures_and_retried(
 
 
 @pytest.mark.parametrize(
+    ("fmt", "refusal"),
+    [
+        ("dingtalk", {"errcode": 310000, "errmsg": "keywords not in content, more: [https://x]"}),
+        ("feishu", {"code": 19024, "msg": "Key Words Not Found", "data": {}}),
+    ],
+)
+def test_a_robot_refusing_one_message_does_not_hold_up_the_rest(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+    fmt: str,
+    refusal: dict[str, Any],
+) -> None:
+    receiver = receivers(fmt, None, clock)  # its "custom keywords" lack the first alert's word
+    config, store = setup(make_config, stores, receiver)
+    _refused, *others = queue_alerts(
+        store, "desk", ["北京证券交易所新规", "北交所一", "北交所二"], clock()
+    )
+    receiver.reply(Reply(200, refusal))
+    report = Deliverer(config, store, client, now=clock).deliver_due()
+    assert (report.dead, report.sent) == (1, 2)  # at once, not after a 24 h retry window
+    assert receiver.accepted_ids() == others
+    assert [row.status for row in reversed(all_rows(store))] == ["dead", "delivered", "delivered"]
+
+
+@pytest.mark.parametrize(
     ("fmt", "secret", "wrong"),
     [
         ("json", WHSEC, "whsec_" + "A" * 32),
