@@ -34,6 +34,8 @@ from feeds.config import WebhookFormat
 from feeds.text import collapse_whitespace
 
 WORD_BYTES: Final = 90
+# Fields every chat message shows in full anyway: a snippet of them would say it twice.
+SHOWN_FIELDS: Final = ("title", "summary")
 UPDATE_MARK: Final = "·更新"  # after the word in an ``item.updated`` alert's headline
 
 # Platform limits (conservative where the documentation is vague).
@@ -139,7 +141,7 @@ def reason_line(alert: Alert) -> str:
     label = FIELD_LABELS.get(alert.match.field, alert.match.field)
     word = truncate_utf8(alert.match.word, WORD_BYTES)
     found = f"命中「{word}」（{label}）"
-    if not alert.match.snippet or alert.match.field == "title":  # the title is shown anyway
+    if not alert.match.snippet or alert.match.field in SHOWN_FIELDS:
         return found
     return f"{found}：{alert.match.snippet}"
 

@@ -252,6 +252,17 @@ def test_chat_messages_tell_an_update_from_a_new_story(fmt: WebhookFormat, shown
     assert json.dumps(digest, ensure_ascii=False).count("更新") == 1
 
 
+@pytest.mark.parametrize("fmt", ["wecom", "dingtalk", "feishu", "slack"])
+def test_the_matched_text_is_quoted_once(fmt: WebhookFormat) -> None:
+    in_summary = make_alert(summary="北交所成交额明显放大。")  # the summary is shown anyway
+    text = json.dumps(format_message(fmt, in_summary, ZONE), ensure_ascii=False)
+    assert text.count("北交所成交额明显放大") == 1 and "命中「北交所」（摘要）" in text
+    reason = MatchReason("keywords", "北交所", "content", "…正文里的北交所一句…")
+    in_body = replace(in_summary, match=reason)  # the body is not shown: its snippet is
+    text = json.dumps(format_message(fmt, in_body, ZONE), ensure_ascii=False)
+    assert "命中「北交所」（正文）：…正文里的北交所一句…" in text
+
+
 def test_slack_formatting_marks_in_article_text_stay_plain_text() -> None:
     alert = make_alert(title="*ST华夏_北交所`受理`", summary="*ST甲与*ST乙公告~撤回~ & <b>")
     section = format_message("slack", alert, ZONE)["blocks"][0]["text"]["text"]
