@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 from feeds.alert_payload import (
     EVENT_DIGEST,
+    EVENT_UPDATED,
     FIELD_LABELS,
     Alert,
     alert_payload,
@@ -33,6 +34,9 @@ from feeds.config import WebhookFormat
 from feeds.text import collapse_whitespace
 
 WORD_BYTES: Final = 90
+# Fields every chat message shows in full anyway: a snippet of them would say it twice.
+SHOWN_FIELDS: Final = ("title", "summary")
+UPDATE_MARK: Final = "·更新"  # after the word in an ``item.updated`` alert's headline
 
 # Platform limits (conservative where the documentation is vague).
 WECOM_MARKDOWN_BYTES: Final = 4096  # markdown.content, UTF-8 bytes
@@ -100,9 +104,15 @@ def md_url(url: str) -> str:
     return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
 
 
+# Slack mrkdwn has no escape for its formatting marks: "*ST甲与*ST乙" would turn bold.
+_SLACK_MARKS = str.maketrans({"*": "＊", "_": "＿", "~": "～", "`": "｀"})
+
+
 def slack_text(text: str) -> str:
+    """Plain text for Slack mrkdwn: its three control characters escaped as Slack documents,
+    formatting marks replaced by full-width look-alikes (as ``md_text`` does)."""
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return collapse_whitespace(escaped)
+    return collapse_whitespace(escaped).translate(_SLACK_MARKS)
 
 
 def follow_link(alert: Alert) -> tuple[str, str]:
@@ -115,8 +125,11 @@ def follow_link(alert: Alert) -> tuple[str, str]:
 
 
 def headline(alert: Alert, title: str) -> str:
+    """``【word】title``; ``【word·更新】title`` for an edit of a story alerted before, so that a
+    group hearing about updates can tell the second message from a repeat of the first."""
     word = truncate_utf8(alert.match.word, WORD_BYTES)
-    return f"【{word}】{title}"
+    mark = UPDATE_MARK if alert.type == EVENT_UPDATED else ""
+    return f"【{word}{mark}】{title}"
 
 
 def byline(alert: Alert, zone: tzinfo) -> str:
@@ -128,7 +141,7 @@ def reason_line(alert: Alert) -> str:
     label = FIELD_LABELS.get(alert.match.field, alert.match.field)
     word = truncate_utf8(alert.match.word, WORD_BYTES)
     found = f"命中「{word}」（{label}）"
-    if not alert.match.snippet or alert.match.field == "title":  # the title is shown anyway
+    if not alert.match.snippet or alert.match.field in SHOWN_FIELDS:
         return found
     return f"{found}：{alert.match.snippet}"
 
@@ -251,18 +264,23 @@ def digest_title(count: int) -> str:
 
 def _digest_line(alert: Alert) -> str:
     word = truncate_utf8(alert.match.word, WORD_BYTES)
-    return f"{alert.item.title} · {alert.item.source_name} ·「{word}」"
+    mark = UPDATE_MARK if alert.type == EVENT_UPDATED else ""
+    return f"{alert.item.title} · {alert.item.source_name} ·「{word}」{mark}"
+
+
+Listed = tuple[dict[str, Any], int]  # a digest message and how many alerts it lists
 
 
 def _largest_prefix(
     alerts: Sequence[Alert], build: Callable[[Sequence[Alert], int], T], fits: Callable[[T], bool]
-) -> T:
-    """``build(shown, hidden_count)`` with as many alerts shown as fit (at least one)."""
+) -> tuple[T, int]:
+    """``build(shown, hidden_count)`` with as many alerts shown as fit (at least one), and how
+    many that is."""
     for shown in range(len(alerts), 0, -1):
         built = build(alerts[:shown], len(alerts) - shown)
         if fits(built) or shown == 1:
-            return built
-    return build(alerts, 0)
+            return built, shown
+    return build(alerts, 0), len(alerts)
 
 
 def _more_line(hidden: int) -> list[str]:
@@ -278,28 +296,28 @@ def _md_digest_lines(shown: Sequence[Alert], hidden: int) -> list[str]:
     return lines + _more_line(hidden)
 
 
-def wecom_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def wecom_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     def build(shown: Sequence[Alert], hidden: int) -> str:
         head = f"**{md_text(digest_title(len(alerts)))}**"
         return "\n".join([head, *_md_digest_lines(shown, hidden)])
 
-    content = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= WECOM_MARKDOWN_BYTES)
+    content, shown = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= WECOM_MARKDOWN_BYTES)
     content = truncate_utf8(content, WECOM_MARKDOWN_BYTES)
-    return {"msgtype": "markdown", "markdown": {"content": content}}
+    return {"msgtype": "markdown", "markdown": {"content": content}}, shown
 
 
-def dingtalk_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def dingtalk_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     title = digest_title(len(alerts))
 
     def build(shown: Sequence[Alert], hidden: int) -> str:
         return "\n".join([f"#### {md_text(title)}", "", *_md_digest_lines(shown, hidden)])
 
-    text = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= DINGTALK_MARKDOWN_BYTES)
+    text, shown = _largest_prefix(alerts, build, lambda t: utf8_len(t) <= DINGTALK_MARKDOWN_BYTES)
     text = truncate_utf8(text, DINGTALK_MARKDOWN_BYTES)
-    return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+    return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}, shown
 
 
-def feishu_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def feishu_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     def build(shown: Sequence[Alert], hidden: int) -> dict[str, Any]:
         rows = [
             [{"tag": "a", "text": _digest_line(a), "href": a.item.link or a.feeds.source}]
@@ -311,7 +329,7 @@ def feishu_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
     return _largest_prefix(alerts, build, lambda m: feishu_size(m) <= FEISHU_BODY_BYTES)
 
 
-def slack_digest(alerts: Sequence[Alert], zone: tzinfo) -> dict[str, Any]:
+def slack_digest(alerts: Sequence[Alert], zone: tzinfo) -> Listed:
     title = digest_title(len(alerts))
 
     def build(shown: Sequence[Alert], hidden: int) -> dict[str, Any]:
@@ -336,8 +354,20 @@ def format_digest(
     fmt: WebhookFormat, alerts: Sequence[Alert], zone: tzinfo, occurred: datetime
 ) -> dict[str, Any]:
     """One message listing several alerts (titles and links; the JSON digest carries all)."""
+    return _listed_digest(fmt, alerts, zone, occurred)[0]
+
+
+def digest_capacity(fmt: WebhookFormat, alerts: Sequence[Alert], zone: tzinfo) -> int:
+    """How many of ``alerts`` (from the first) one digest message can list within the
+    platform's limit; a digest of more ends in '…另有 N 条'. Every one for ``json``."""
+    return _listed_digest(fmt, alerts, zone, datetime.now(zone))[1]
+
+
+def _listed_digest(
+    fmt: WebhookFormat, alerts: Sequence[Alert], zone: tzinfo, occurred: datetime
+) -> Listed:
     if fmt == "json":
-        return json_digest(alerts, occurred)
+        return json_digest(alerts, occurred), len(alerts)
     builders = {
         "wecom": wecom_digest,
         "dingtalk": dingtalk_digest,

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -249,29 +250,34 @@ def _item_sources(store: Store, event: ItemEvent) -> tuple[tuple[str, str], ...]
 # --- the sample behind `feeds alerts test` ----------------------------------------------------
 
 
-def sample_alert(webhook: WebhookConfig, site: Site, now: datetime) -> Alert:
-    """A realistic alert that matches the webhook (its first keyword or topic)."""
-    word = (webhook.keywords or webhook.topics or ("北交所",))[0]
-    topics = tuple((slug, slug) for slug in webhook.topics[:1])
+def sample_alert(
+    webhook: WebhookConfig, site: Site, now: datetime, topic_names: Mapping[str, str] | None = None
+) -> Alert:
+    """A realistic alert that matches the webhook (its first keyword, else its first topic),
+    whose links all exist: the subscribe link is the topic's feed, else the ``all`` feed."""
+    slug = webhook.topics[0] if webhook.topics else None
+    topics = ((slug, (topic_names or {}).get(slug, slug)),) if slug else ()
+    word = webhook.keywords[0] if webhook.keywords else topics[0][1] if topics else "北交所"
     item = AlertItem(
         id="0" * 32,
         title=f"测试消息：{word} 告警通道连通性检查",
         link=site.url("index.html"),
         published=now,
         updated=None,
-        source_name="feeds",
+        source_name=site.title,
         source_slug="feeds",
-        sources=(("feeds", "feeds"),),
+        sources=(("feeds", site.title),),
         topics=topics,
         summary=f"这是一条由 feeds alerts test 发送的测试消息，用于确认「{word}」告警可以送达。",
         image=None,
     )
-    reason = MatchReason(f"topic:{topics[0][0]}" if topics else "keywords", word, "title", "")
+    rule = "keywords" if webhook.keywords or not slug else f"topic:{slug}"
+    links = feed_links(site, "feeds", [slug for slug, _ in topics])
     return Alert(
         id=f"evt_test_{int(now.timestamp() * 1000)}",
         type=EVENT_TEST,
         occurred=now,
         item=item,
-        match=reason,
-        feeds=feed_links(site, "feeds", [slug for slug, _ in topics]),
+        match=MatchReason(rule, word, "title", ""),
+        feeds=replace(links, source=links.all),  # there is no "feeds" outlet feed
     )

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from feeds import preflight
 from feeds.alerts_cli import register as register_alerts
@@ -19,6 +19,9 @@ from feeds.log import setup_logging
 from feeds.pipeline import BuildReport, Pipeline
 from feeds.publish import fsync_dir
 from feeds.store import opened
+
+if TYPE_CHECKING:
+    from feeds.alerts import AlertPlanner
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +94,34 @@ def cmd_build(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.service.log_level, config.service.log_format)
     check_output_writable(config.output)
     preflight.log_findings(preflight.check(config, folders=False), log)
+    planner = _alert_planner(config)
     with opened(config.state, existing=False) as store:
-        pipeline = Pipeline(config, store, workers=args.workers, allow_reissue=args.allow_reissue)
+        pipeline = Pipeline(
+            config,
+            store,
+            workers=args.workers,
+            allow_reissue=args.allow_reissue,
+            on_event=planner,
+        )
         report = pipeline.sync(_progress_factory(sys.stderr))
     print_summary(report, sys.stdout)
+    if planner is not None and planner.queued:
+        print(f"alerts: {planner.queued} queued (sent by the service or `feeds alerts deliver`)")
     for path, reason in report.batch.rejected:
         print(f"rejected: {path}: {reason}", file=sys.stderr)
     if config.websub.hubs and not args.no_ping:
         ping_hubs(config, report.render.written, sys.stdout)
     return 0
+
+
+def _alert_planner(config: Config) -> AlertPlanner | None:
+    """Queue the alerts of what a build finds, as the service would: run from cron with
+    ``feeds alerts deliver``, or beside a stopped service, new stories must not go unalerted."""
+    if not config.webhooks:
+        return None
+    from feeds.alerts import AlertPlanner
+
+    return AlertPlanner(config)
 
 
 def ping_hubs(config: Config, written: list[str], out: TextIO) -> None:

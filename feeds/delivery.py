@@ -7,7 +7,8 @@ chat platforms, only when the body says so (WeCom/DingTalk ``errcode == 0``, Fei
 ``code == 0``). Failures are retried with exponential backoff and full jitter, ``Retry-After``
 honoured on 429/503, until ``max_retry_hours`` after the alert was queued; then the alert is a
 dead letter. A 4xx other than 408/429 is permanent: dead at once. When more alerts are queued
-than a target's per-minute budget allows, ONE digest message carries them all.
+than a target's per-minute budget allows, ONE digest message carries as many as it can show
+(the rest go in the next one).
 
 Delivery is at least once: a crash between the receiver's answer and the outbox update sends
 that alert again, with the same ``webhook-id``. Secrets are never logged; URLs and errors are
@@ -20,6 +21,7 @@ import json
 import logging
 import random
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -30,9 +32,10 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urluns
 
 import httpx
 
-from feeds.alert_messages import format_digest, format_message
-from feeds.alert_payload import Alert, alert_from_payload
+from feeds.alert_messages import digest_capacity, format_digest, format_message
+from feeds.alert_payload import Alert, alert_from_payload, utf8_len
 from feeds.alerts import digest_id, sample_alert, utc_now
+from feeds.classify import topic_slug
 from feeds.config import Config, ConfigError, WebhookConfig, WebhookFormat, resolve_secret
 from feeds.outputs import site_of
 from feeds.signing import prepare_request
@@ -42,6 +45,11 @@ from feeds.store.outbox import OutboxRow
 log = logging.getLogger("feeds.delivery")
 
 DIGEST_MAX: Final = 100  # alerts one digest message may carry
+# A JSON digest carries every event in full (≈1-3 KB each): it stops at this size, well under
+# the 100 KB request limit many receivers have by default (Express's body-parser), which would
+# answer 413 — a permanent failure that would bury every carried alert at once.
+JSON_DIGEST_BYTES: Final = 64 * 1024
+DIGEST_EVENT_OVERHEAD: Final = 64  # bytes an event adds to a digest besides its payload
 RATE_WINDOW: Final = timedelta(minutes=1)
 BACKOFF_BASE_SECONDS: Final = 10.0
 BACKOFF_CAP_SECONDS: Final = 4 * 3600.0
@@ -60,6 +68,14 @@ RATE_LIMIT_CODES: Final[Mapping[str, Mapping[int, float]]] = {
     "feishu": {11232: 60.0},  # frequency limited (100/minute, 5/second per bot)
 }
 CHAT_FORMATS: Final = ("wecom", "dingtalk", "feishu")
+# A robot refusing this message's content (its "custom keywords" security setting): (code,
+# text the answer's message contains). Retrying cannot help, and the alerts queued behind it
+# would wait out its whole retry window, so it is a dead letter at once. DingTalk answers every
+# security failure with 310000 (a wrong signature too, which is retried): hence the text.
+CONTENT_REFUSALS: Final[Mapping[str, tuple[int, str]]] = {
+    "dingtalk": (310000, "keywords not in content"),
+    "feishu": (19024, ""),  # Key Words Not Found
+}
 
 
 # --- redaction --------------------------------------------------------------------------------
@@ -167,7 +183,13 @@ def chat_outcome(fmt: str, status: int, text: str) -> Outcome:
         return Outcome(True, status=status, body=text)
     wait = RATE_LIMIT_CODES.get(fmt, {}).get(code) if isinstance(code, int) else None
     detail = f"HTTP {status}, {key} {code}: {message}"
-    return Outcome(False, True, status, detail, retry_after=wait, body=text)
+    retryable = not _refuses_content(fmt, code, message)
+    return Outcome(False, retryable, status, detail, retry_after=wait, body=text)
+
+
+def _refuses_content(fmt: str, code: Any, message: str) -> bool:
+    refusal = CONTENT_REFUSALS.get(fmt)
+    return refusal is not None and code == refusal[0] and refusal[1] in message.lower()
 
 
 def classify_response(
@@ -280,9 +302,20 @@ def send_test(
         raise KeyError(f"no webhook named {name!r}")
     webhook = webhooks[name]
     moment = now()
-    alert = sample_alert(webhook, site_of(config), moment)
+    names = {topic_slug(topic): topic.name for topic in config.topics}
+    alert = sample_alert(webhook, site_of(config), moment, names)
     message = format_message(webhook.format, alert, config.zone)
     return post(client, webhook, alert.id, message, moment, environ)
+
+
+def _json_digest_rows(rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+    """The longest prefix of ``rows`` whose JSON digest stays within ``JSON_DIGEST_BYTES``."""
+    size = 0
+    for count, row in enumerate(rows):
+        size += utf8_len(row.payload) + DIGEST_EVENT_OVERHEAD
+        if size > JSON_DIGEST_BYTES and count > 0:
+            return list(rows[:count])
+    return list(rows)
 
 
 class Deliverer:
@@ -310,6 +343,12 @@ class Deliverer:
         self.on_result = on_result
         self.webhooks = {webhook.name: webhook for webhook in config.webhooks}
         self._pruned: datetime | None = None
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Send nothing more: the request in flight finishes and is recorded, the rest stays
+        queued (a shutdown must not wait for a slow receiver to take the whole backlog)."""
+        self._stopping.set()
 
     def deliver_due(self) -> DeliveryReport:
         """Send whatever is due now, every target in parallel; returns what happened."""
@@ -330,6 +369,8 @@ class Deliverer:
         """One target: requests in queue order until it is empty, waiting or over budget."""
         report = DeliveryReport()
         for _ in range(webhook.rate_per_minute + 1):  # each round spends one request
+            if self._stopping.is_set():
+                break
             batch = self._next_batch(webhook)
             if not batch:
                 break
@@ -339,7 +380,7 @@ class Deliverer:
                 log.exception("delivery to %s crashed", webhook.name)
                 outcome = Outcome(False, True, detail=f"internal error: {type(exc).__name__}")
             self._settle(webhook, batch, outcome, report)
-            if not outcome.ok:
+            if not outcome.ok and outcome.retryable:  # a dead letter does not hold up the rest
                 break
         return report
 
@@ -355,10 +396,22 @@ class Deliverer:
         left = self.store.requests_left(webhook.name, now, budget)
         if left <= 0:
             return []
-        batch = rows[:1] if len(rows) <= left else rows[:DIGEST_MAX]
+        batch = rows[:1] if len(rows) <= left else self._digest_rows(webhook, rows[:DIGEST_MAX])
         lease = now + timedelta(seconds=webhook.timeout_seconds) + LEASE_MARGIN
         ids = [r.id for r in batch]
         return batch if self.store.claim_for_request(webhook.name, ids, now, lease, budget) else []
+
+    def _digest_rows(self, webhook: WebhookConfig, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """The rows one digest carries: for ``json`` as many as fit ``JSON_DIGEST_BYTES``; for a
+        chat format as many as its message can list (an alert marked delivered by a digest
+        must have been shown in it; the rest go in the next one)."""
+        if webhook.format == "json":
+            return _json_digest_rows(rows)
+        try:
+            alerts = [alert_from_payload(row.event_id, row.payload) for row in rows]
+        except (ValueError, KeyError, TypeError):
+            return list(rows)  # _send reports the unreadable payload
+        return list(rows[: digest_capacity(webhook.format, alerts, self.config.zone)])
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -252,9 +252,10 @@ class Pipeline:
         self, progress_factory: Callable[[int], Callable[[int], None]] | None = None
     ) -> BuildReport:
         """Scan every root, ingest what changed, render what became dirty."""
+        archive_there = self._archive_there()
         known = self._known_files()
         if not known:
-            return self._first_build(progress_factory)
+            return self._first_build(progress_factory, archive_there)
         scan = self.scan(known)
         del known  # not needed during the ingest (≈ 25 MB at 100,000 files)
         changed = [s.path for s in scan.changed]
@@ -268,11 +269,13 @@ class Pipeline:
             self.ingestor.refresh_unchanged = False
         batch.unchanged += unchanged
         batch.seen += unchanged
-        self._after_full_scan()
+        self._after_full_scan(archive_there)
         return BuildReport(batch=batch, render=self.render(), scanned=seen)
 
     def _first_build(
-        self, progress_factory: Callable[[int], Callable[[int], None]] | None
+        self,
+        progress_factory: Callable[[int], Callable[[int], None]] | None,
+        archive_there: bool,
     ) -> BuildReport:
         """Nothing known yet: every file is new, none is gone, so files are ingested as the walk
         lists them (memory stays flat however large the archive; a progress bar costs one more
@@ -285,7 +288,7 @@ class Pipeline:
             batch = self.ingest(every_path(roots, self.accept, follow), (), progress)
         finally:
             self.ingestor.unseen_paths = False
-        self._after_full_scan()
+        self._after_full_scan(archive_there)
         return BuildReport(batch=batch, render=self.render(), scanned=batch.seen)
 
     def _guarded_ingest(
@@ -313,11 +316,18 @@ class Pipeline:
                 "with --allow-reissue."
             )
 
-    def _after_full_scan(self) -> None:
+    def _after_full_scan(self, archive_there: bool) -> None:
         with self.store.transaction():
             self.store.set_meta("normalize_digest", self._normalize_digest())
-            self.store.set_meta("initialized", "1")
+            if archive_there:
+                self.store.set_meta("initialized", "1")
         self.forced = False
+
+    def _archive_there(self) -> bool:
+        """Whether any article folder exists (checked before a scan): a scan while none does (a
+        share not mounted yet) has not seen the archive, so it does not end the backfill, and
+        the archive arriving later does not alert for every story in it."""
+        return any(root.is_dir() for root in self.config.articles)
 
     def render(self) -> RenderReport:
         return render_feeds(self.store, self.config)

@@ -18,6 +18,7 @@ from typing import Literal
 
 from feeds.classify import topic_slug
 from feeds.config import Config, ConfigError, resolve_secret
+from feeds.signing import standard_webhook_key
 
 Severity = Literal["error", "warning"]
 
@@ -101,13 +102,21 @@ def _known(slug: str, slugs: list[str]) -> str:
 
 
 def _webhook_secrets(config: Config, environ: Mapping[str, str]) -> Iterator[Finding]:
+    """Values are never quoted: a problem names the variable or the file."""
     for webhook in config.webhooks:
         for field, value in (("url", webhook.url), ("secret", webhook.secret)):
+            key = f"webhooks.{webhook.name}.{field}"
             try:
-                resolve_secret(value, environ)
-            except ConfigError as exc:  # its problems name the variable or file, never a value
+                resolved = resolve_secret(value, environ)
+            except ConfigError as exc:
                 for problem in exc.problems:
-                    yield Finding("error", f"webhooks.{webhook.name}.{field}", problem)
+                    yield Finding("error", key, problem)
+                continue
+            if field == "secret" and webhook.format == "json" and resolved:
+                try:
+                    standard_webhook_key(resolved)
+                except ValueError:
+                    yield Finding("error", key, "a whsec_ secret needs base64 after whsec_")
 
 
 def _websub_reach(config: Config) -> Iterator[Finding]:

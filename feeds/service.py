@@ -350,6 +350,7 @@ class Service:
         log.info("stopping")
         self.watcher.stop(timeout=SHUTDOWN_SECONDS / 2)  # flushes settled changes first
         self._websub.stop()
+        self._alerts.stop()
         self.scheduler.shutdown(wait=True)
         if self.server is not None:
             self.server.stop()
@@ -369,6 +370,8 @@ class _NoAlerts:
         return 0
 
     def schedule(self, scheduler: BackgroundScheduler) -> None: ...
+
+    def stop(self) -> None: ...
 
     def close(self) -> None: ...
 

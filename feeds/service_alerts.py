@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import httpx
@@ -30,13 +31,27 @@ class AlertHooks:
             on_result=lambda result, count: deliveries.labels(result).inc(count),
         )
         self._scheduler: BackgroundScheduler | None = None
+        self._delivering = threading.Lock()
 
     def deliver(self) -> None:
-        self.deliverer.deliver_due()
+        if not self._delivering.acquire(blocking=False):
+            return  # the delivery still running goes on to what became due
+        try:
+            self.deliverer.deliver_due()
+        finally:
+            self._delivering.release()
 
     def schedule(self, scheduler: BackgroundScheduler) -> None:
+        """Every few seconds. A second instance may start while a slow receiver holds the first
+        (it returns at once): with one, the scheduler logged a 'skipped' warning every tick."""
         self._scheduler = scheduler
-        scheduler.add_job(self.deliver, "interval", seconds=DELIVERY_INTERVAL_SECONDS, id="alerts")
+        scheduler.add_job(
+            self.deliver,
+            "interval",
+            seconds=DELIVERY_INTERVAL_SECONDS,
+            id="alerts",
+            max_instances=2,
+        )
 
     def wake(self) -> None:
         """Deliver now rather than at the next tick: new items just arrived."""
@@ -45,6 +60,10 @@ class AlertHooks:
 
     def backlog(self) -> int:
         return self.store.alert_backlog()
+
+    def stop(self) -> None:
+        """Before the scheduler is shut down: the running delivery ends after its request."""
+        self.deliverer.stop()
 
     def close(self) -> None:
         self.client.close()

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Reply:
     status: int = 200
     body: Any = None  # None: the platform's success body
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds between reading the request and answering (a slow platform)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class Receiver:
         self.secret = secret
         self.clock = clock or (lambda: datetime.now(UTC))
         self.script: deque[Reply] = deque()
+        self.max_body: int | None = None  # larger bodies get 413, like Express's 100 KB default
         self.received: list[Received] = []
         self.port = 0
         self._lock = threading.Lock()
@@ -194,8 +197,10 @@ class Receiver:
             return verify_feishu(self.secret, body, now)
         return None
 
-    def _answer(self, verified: bool | None) -> Reply:
+    def _answer(self, verified: bool | None, size: int) -> Reply:
         with self._lock:
+            if self.max_body is not None and size > self.max_body:
+                return Reply(413, "request entity too large")
             if verified is False:
                 return SIGNATURE_FAILURES[self.fmt]
             return self.script.popleft() if self.script else Reply()
@@ -214,12 +219,13 @@ class Receiver:
         headers = {k.lower(): v for k, v in request.headers.items()}
         parts = urlsplit(request.path)
         verified = self._verify(headers, parts.query, body)
-        reply = self._answer(verified)
+        reply = self._answer(verified, len(body))
         record = Received(
             parts.path, parts.query, headers, body, verified, reply.status, self._accepted(reply)
         )
         with self._lock:
             self.received.append(record)
+        time.sleep(reply.delay)
         payload = SUCCESS_BODIES[self.fmt] if reply.body is None else reply.body
         data = payload if isinstance(payload, str) else json.dumps(payload)
         encoded = data.encode()

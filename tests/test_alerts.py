@@ -39,7 +39,7 @@ from feeds.alert_payload import (
     truncate_utf8,
 )
 from feeds.alerts import WebhookRule, event_id, snippet, update_version
-from feeds.config import WebhookConfig
+from feeds.config import WebhookConfig, WebhookFormat
 from feeds.model import Article, Site, TopicMatch
 from feeds.signing import (
     dingtalk_sign,
@@ -232,6 +232,48 @@ def test_markdown_specials_in_titles_cannot_break_links() -> None:
     message = format_message("wecom", make_alert(title="[广告]*北交所*"), ZONE)
     content = message["markdown"]["content"]
     assert "[广告]" not in content and "［广告］" in content
+
+
+@pytest.mark.parametrize(
+    ("fmt", "shown"),
+    [
+        ("wecom", lambda m: [m["markdown"]["content"]]),
+        ("dingtalk", lambda m: [m["markdown"]["title"], m["markdown"]["text"]]),
+        ("feishu", lambda m: [m["content"]["post"]["zh_cn"]["title"]]),
+        ("slack", lambda m: [m["text"], m["blocks"][0]["text"]["text"]]),
+    ],
+)
+def test_chat_messages_tell_an_update_from_a_new_story(fmt: WebhookFormat, shown: Any) -> None:
+    new = make_alert()
+    update = replace(new, type="item.updated")
+    assert not any("更新" in text for text in shown(format_message(fmt, new, ZONE)))
+    assert all("【北交所·更新】北证50" in t for t in shown(format_message(fmt, update, ZONE)))
+    digest = format_digest(fmt, [new, update], ZONE, WHEN)
+    assert json.dumps(digest, ensure_ascii=False).count("更新") == 1
+
+
+@pytest.mark.parametrize("fmt", ["wecom", "dingtalk", "feishu", "slack"])
+def test_the_matched_text_is_quoted_once(fmt: WebhookFormat) -> None:
+    in_summary = make_alert(summary="北交所成交额明显放大。")  # the summary is shown anyway
+    text = json.dumps(format_message(fmt, in_summary, ZONE), ensure_ascii=False)
+    assert text.count("北交所成交额明显放大") == 1 and "命中「北交所」（摘要）" in text
+    reason = MatchReason("keywords", "北交所", "content", "…正文里的北交所一句…")
+    in_body = replace(in_summary, match=reason)  # the body is not shown: its snippet is
+    text = json.dumps(format_message(fmt, in_body, ZONE), ensure_ascii=False)
+    assert "命中「北交所」（正文）：…正文里的北交所一句…" in text
+
+
+def test_slack_formatting_marks_in_article_text_stay_plain_text() -> None:
+    alert = make_alert(title="*ST华夏_北交所`受理`", summary="*ST甲与*ST乙公告~撤回~ & <b>")
+    section = format_message("slack", alert, ZONE)["blocks"][0]["text"]["text"]
+    assert section.count("*") == 2 and section.startswith("*<") and ">*\n" in section
+    assert not any(mark in section for mark in "_`~")
+    assert (
+        "＊ST华夏＿北交所｀受理｀" in section
+        and "＊ST甲与＊ST乙公告～撤回～ &amp; &lt;b&gt;" in section
+    )
+    digest = format_digest("slack", [alert, alert], ZONE, WHEN)["blocks"][0]["text"]["text"]
+    assert digest.count("*") == 2 and "＊ST华夏" in digest
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ import pytest
 
 from feeds.alerts import AlertPlanner
 from feeds.alerts_cli import register
+from feeds.cli import main
 from feeds.config import Config
 from feeds.delivery import (
     Deliverer,
@@ -29,6 +31,7 @@ from feeds.delivery import (
     redact_url,
     retry_after_seconds,
     scrub,
+    send_test,
     url_secrets,
 )
 from feeds.pipeline import Pipeline
@@ -142,6 +145,31 @@ def test_exactly_one_alert_per_new_matching_item(
     assert body["type"] == "item.new" and body["data"]["item"]["title"] == "北证50指数创年内新高"
     assert body["data"]["match"]["rule"] == "topic:beijiaosuo"
     assert body["data"]["feeds"]["topics"]["beijiaosuo"].startswith("https://feeds.example.org/")
+
+
+def test_an_archive_mounted_after_the_first_scan_is_still_backfill(
+    make_config: Callable[..., Config],
+    tmp_path: Path,
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+) -> None:
+    share = tmp_path / "share"  # not mounted when the service starts
+    webhook = hook(receivers(), topics=["beijiaosuo"], keywords=[])
+    config = make_config(articles=[str(share)], webhooks=[webhook])
+    store = stores(config)
+    alerting(config, store).sync()
+    archive = {
+        "北交所去年成交创新高": "北京证券交易所全年成交金额创出新高，流动性明显改善。",
+        "北交所发布融资融券细则": "北交所就融资融券交易实施细则公开征求意见，拟扩大标的范围。",
+        "北交所首批做市商名单": "首批参与北交所股票做市交易的券商名单公布，共有十余家机构。",
+    }
+    for n, (title, text) in enumerate(archive.items()):
+        write(share / f"old{n}.md", hexo_post(title, [text]))
+    assert alerting(config, store).sync().batch.new == 3  # the share is there now
+    assert all_rows(store) == [], "the archive's stories are backfill, however late it came"
+    write(share / "new.md", hexo_post("北证50指数创年内新高", STORY))
+    alerting(config, store).sync()
+    assert [row.event_type for row in all_rows(store)] == ["item.new"]
 
 
 def test_backfill_alerts_when_configured(
@@ -303,6 +331,34 @@ def test_chat_errors_in_a_200_body_are_failures_and_retried(
 
 
 @pytest.mark.parametrize(
+    ("fmt", "refusal"),
+    [
+        ("dingtalk", {"errcode": 310000, "errmsg": "keywords not in content, more: [https://x]"}),
+        ("feishu", {"code": 19024, "msg": "Key Words Not Found", "data": {}}),
+    ],
+)
+def test_a_robot_refusing_one_message_does_not_hold_up_the_rest(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+    fmt: str,
+    refusal: dict[str, Any],
+) -> None:
+    receiver = receivers(fmt, None, clock)  # its "custom keywords" lack the first alert's word
+    config, store = setup(make_config, stores, receiver)
+    _refused, *others = queue_alerts(
+        store, "desk", ["北京证券交易所新规", "北交所一", "北交所二"], clock()
+    )
+    receiver.reply(Reply(200, refusal))
+    report = Deliverer(config, store, client, now=clock).deliver_due()
+    assert (report.dead, report.sent) == (1, 2)  # at once, not after a 24 h retry window
+    assert receiver.accepted_ids() == others
+    assert [row.status for row in reversed(all_rows(store))] == ["dead", "delivered", "delivered"]
+
+
+@pytest.mark.parametrize(
     ("fmt", "secret", "wrong"),
     [
         ("json", WHSEC, "whsec_" + "A" * 32),
@@ -441,6 +497,46 @@ def test_digest_when_more_are_due_than_the_rate_limit_allows(
     assert len(receiver.received) == 3
 
 
+def test_a_json_digest_stays_under_the_usual_100_kb_request_limit(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+) -> None:
+    receiver = receivers("json", WHSEC, clock)
+    receiver.max_body = 100 * 1024  # Express's default: bigger bodies are answered 413
+    config, store = setup(make_config, stores, receiver, rate_per_minute=2)
+    titles = [f"北交所快讯{n}：" + "某公司披露重大事项进展" * 10 for n in range(100)]
+    queued = queue_alerts(store, "desk", titles, clock())
+    run_until_idle(Deliverer(config, store, client, now=clock), store, clock)
+    assert {row.status for row in all_rows(store)} == {"delivered"}
+    assert len(receiver.received) > 1 and {r.status for r in receiver.received} == {200}
+    assert all(len(r.body) <= 64 * 1024 for r in receiver.received)
+    carried = [e["id"] for r in receiver.received for e in r.json["data"]["events"]]
+    assert carried == queued
+
+
+@pytest.mark.parametrize("fmt", ["wecom", "slack"])
+def test_a_chat_digest_marks_delivered_only_the_alerts_it_shows(
+    fmt: str,
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+    clock: Clock,
+) -> None:
+    receiver = receivers(fmt, None, clock)
+    config, store = setup(make_config, stores, receiver, rate_per_minute=2)
+    titles = [f"北交所快讯第{n}号：某公司披露重大事项进展" for n in range(80)]
+    queue_alerts(store, "desk", titles, clock())
+    run_until_idle(Deliverer(config, store, client, now=clock), store, clock)
+    shown = "".join(json.dumps(r.json, ensure_ascii=False) for r in receiver.received)
+    assert len(receiver.received) > 2 and "另有" not in shown  # nothing summed up unseen
+    assert all(shown.count(f"第{n}号：") == 1 for n in range(80))
+    assert {row.status for row in all_rows(store)} == {"delivered"}
+
+
 def test_over_budget_waits_for_the_window_instead_of_flooding(
     make_config: Callable[..., Config],
     receivers: Callable[..., Receiver],
@@ -525,6 +621,34 @@ def test_old_requests_are_forgotten(
     assert len(receiver.received) == 4
     rows = store._all("SELECT count(*) FROM alert_requests")  # the log holds one minute only
     assert rows[0][0] == 1
+
+
+def test_stop_ends_a_drain_after_the_request_in_flight(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    stores: Callable[[Config], Store],
+    client: httpx.Client,
+) -> None:
+    receiver = receivers("json", WHSEC)  # a slow platform: each answer takes 0.5 s
+    config, store = setup(make_config, stores, receiver)
+    queued = queue_alerts(store, "desk", [f"北交所{n}" for n in range(5)], datetime.now(UTC))
+    receiver.reply(*[Reply(delay=0.5)] * 5)
+    deliverer = Deliverer(config, store, client)
+    draining = threading.Thread(target=deliverer.deliver_due)
+    draining.start()
+    wait_until(lambda: receiver.received)
+    deliverer.stop()  # the service is shutting down
+    draining.join(timeout=10)
+    assert receiver.accepted_ids() == queued[:1], "nothing is sent after stop()"
+    statuses = [(row.event_id, row.status) for row in reversed(all_rows(store))]
+    assert statuses == [(queued[0], "delivered")] + [(e, "pending") for e in queued[1:]]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10) -> None:
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while not check():
+        assert datetime.now(UTC) < deadline, "timed out"
+        threading.Event().wait(0.01)
 
 
 # --- crashes ----------------------------------------------------------------------------------
@@ -711,3 +835,75 @@ def test_cli_test_list_retry_and_deliver(
     assert run_cli("alerts", "deliver", *common) == 0
     assert "sent 1" in capsys.readouterr().out
     assert receiver.accepted_ids()[-1] == listed["event_id"]
+
+
+def test_cron_build_then_deliver_alerts_new_stories(
+    tmp_path: Path,
+    receivers: Callable[..., Receiver],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("feeds.cli.setup_logging", lambda *args: None)  # keep pytest's logging
+    monkeypatch.setattr("feeds.log.setup_logging", lambda *args: None)
+    receiver = receivers("json", WHSEC)
+    articles = tmp_path / "articles"
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        f'articles = ["{articles}"]\nstate = "{tmp_path / "feeds.db"}"\n'
+        f'output = "{tmp_path / "out"}"\n'
+        f'[[webhooks]]\nname = "desk"\nurl = "{receiver.url()}"\nsecret = "{WHSEC}"\n'
+        'keywords = ["北交所"]\n',
+        encoding="utf-8",
+    )
+    common = ("--config", str(path))
+    write(articles / "archive.md", hexo_post("北交所旧闻", other_story(1)))
+    assert main(["build", *common]) == 0  # the first build of the archive: backfill
+    write(articles / "new.md", hexo_post("北证50指数创年内新高", STORY))
+    assert main(["build", *common]) == 0
+    assert "alerts: 1 queued" in capsys.readouterr().out
+    assert main(["alerts", "deliver", *common]) == 0
+    [received] = receiver.received
+    assert received.verified and received.json["data"]["item"]["title"] == "北证50指数创年内新高"
+
+
+def test_check_config_fails_on_webhook_secrets_this_environment_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WECOM_URL", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-123")
+    monkeypatch.delenv("DING_SECRET", raising=False)
+    hooks = [
+        ("wecom", "env:WECOM_URL", None),  # fine
+        ("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=t", "env:DING_SECRET"),
+        ("feishu", "https://open.feishu.cn/open-apis/bot/v2/hook/x", f"file:{tmp_path}/nope"),
+        ("json", "https://example.org/hook", "whsec_not base64!"),
+    ]
+    text = "".join(
+        f'[[webhooks]]\nname = "{fmt}"\nurl = "{url}"\nformat = "{fmt}"\nkeywords = ["北交所"]\n'
+        + (f'secret = "{secret}"\n' if secret else "")
+        for fmt, url, secret in hooks
+    )
+    path = tmp_path / "feeds.toml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["check-config", "--config", str(path)]) == 2
+    errors = [line for line in capsys.readouterr().out.splitlines() if "error:" in line]
+    assert [line.split(":")[1].strip() for line in errors] == [
+        "webhooks.dingtalk.secret", "webhooks.feishu.secret", "webhooks.json.secret"
+    ]  # fmt: skip
+    assert "DING_SECRET is not set" in errors[0] and "cannot read" in errors[1]
+    assert "needs base64" in errors[2] and "not base64!" not in errors[2]
+
+
+def test_alerts_test_message_names_the_topic_and_links_to_feeds_that_exist(
+    make_config: Callable[..., Config],
+    receivers: Callable[..., Receiver],
+    client: httpx.Client,
+) -> None:
+    receiver = receivers("wecom")
+    by_topic = hook(receiver, name="topic", fmt="wecom", topics=["beijiaosuo"], keywords=[])
+    by_word = hook(receiver, name="word", fmt="wecom", keywords=["央行"])
+    config = make_config(webhooks=[by_topic, by_word])
+    assert send_test(config, "topic", client).ok and send_test(config, "word", client).ok
+    topic, word = (r.json["markdown"]["content"] for r in receiver.received)
+    assert "命中「北交所」" in topic
+    assert "[订阅「北交所」](https://feeds.example.org/topics/beijiaosuo.rss)" in topic
+    assert "命中「央行」" in word and "(https://feeds.example.org/all.rss)" in word

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.alert_helpers import Receiver
+from tests.alert_helpers import Receiver, Reply
 from tests.conftest import hexo_post, write
 from tests.service_process import ServiceProcess, wait_for, write_config
 
@@ -84,3 +84,46 @@ def test_rewrite_and_restart_never_alert_again(
     assert second.stop()[0] == 0
     assert len(receiver.received) == 1
     receiver.stop()
+
+
+def test_sigterm_does_not_wait_for_a_slow_receiver_to_take_the_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDS_TEST_SECRET", SECRET)
+    receiver = Receiver("json", secret=SECRET)
+    receiver.reply(*[Reply(delay=2.0)] * 4)  # each answer takes 2 s
+    config = webhook_config(tmp_path, receiver)
+    first = ServiceProcess(config).wait_ready()
+    for n in range(1, 5):
+        write(tmp_path / "articles" / f"new{n}.md", story(n))
+    wait_for(lambda: first.health()["alert_backlog"] == 4, timeout=30, what="4 queued alerts")
+    wait_for(lambda: receiver.received, timeout=30, what="the first request")
+    code, seconds = first.stop()
+    assert code == 0 and seconds < 5, f"stopping took {seconds:.1f} s"  # not 4 x 2 s
+    assert len(receiver.received) == 1
+    second = ServiceProcess(config).wait_ready()  # the rest was kept and goes out now
+    try:
+        wait_for(lambda: len(receiver.accepted) == 4, timeout=60, what="4 deliveries")
+        assert len(set(receiver.accepted_ids())) == 4
+    finally:
+        assert second.stop()[0] == 0
+        receiver.stop()
+
+
+def test_a_slow_receiver_does_not_fill_the_log_with_skipped_job_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDS_TEST_SECRET", SECRET)
+    receiver = Receiver("json", secret=SECRET)
+    receiver.reply(*[Reply(delay=2.5)] * 4)  # one delivery run takes 10 s: two ticks pass
+    config = webhook_config(tmp_path, receiver)
+    service = ServiceProcess(config).wait_ready()
+    try:
+        for n in range(1, 5):
+            write(tmp_path / "articles" / f"new{n}.md", story(n))
+        wait_for(lambda: len(receiver.accepted) == 4, timeout=60, what="4 deliveries")
+        wait_for(lambda: service.health()["alert_backlog"] == 0, what="an empty backlog")
+        assert [line for line in service.log if "skipped" in line] == []
+    finally:
+        assert service.stop()[0] == 0
+        receiver.stop()
