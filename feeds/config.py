@@ -201,6 +201,7 @@ class Config(_Strict):
     timezone: str = "Asia/Shanghai"
     language: str = "zh-CN"
     alert_on_backfill: bool = False
+    alert_bulk_files: int = Field(default=500, ge=0)  # more new files at once: an import
     input: InputConfig = InputConfig()
     feed: FeedConfig = FeedConfig()
     cleanup: CleanupRules = CleanupRules()

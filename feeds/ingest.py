@@ -183,6 +183,9 @@ class Ingestor:
         # Set by a first build over a store without file rows: every path it applies is new
         # (a walk lists each path once), so no stored row of it is looked up.
         self.unseen_paths = False
+        # Set for a batch that is an archive import (``alert_bulk_files``): its new stories
+        # are stored and published, but announce nothing.
+        self.importing = False
         # Files of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, Parsed] = {}
         # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
@@ -463,6 +466,8 @@ class Ingestor:
         topics: Sequence[TopicMatch],
         report: BatchReport,
     ) -> None:
+        if kind == "item.new" and self.importing:
+            return
         report.events += 1
         if self.on_event is not None:
             full = article.full_article() if isinstance(article, Parsed) else article

@@ -12,6 +12,8 @@ import logging
 import os
 import select
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ log = logging.getLogger("feeds.pipeline")
 CHUNK = 1024
 GUARD_MIN_ITEMS = 20  # below this, a re-issue cannot flood anyone
 PARALLEL_THRESHOLD = 400
+IMPORT_WINDOW = 60  # seconds over which new files count towards alert_bulk_files
 
 
 def process_file(
@@ -169,6 +172,7 @@ class Pipeline:
             on_event=on_event,
         )
         self.forced = self._check_config_changes()
+        self._recent_new: deque[tuple[float, int]] = deque()  # (monotonic time, new files)
 
     def _normalize_digest(self) -> str:
         return config_digest(self.config, *NORMALIZE_FIELDS) + CODE_VERSIONS
@@ -231,6 +235,45 @@ class Pipeline:
         progress: Callable[[int], None] | None = None,
     ) -> BatchReport:
         """Process and store changed files, then forget gone ones. Chunked transactions."""
+        if isinstance(changed, Sequence):
+            self.ingestor.importing = self._is_import(changed)
+        try:
+            return self._ingest(changed, gone, progress)
+        finally:
+            self.ingestor.importing = False
+
+    def _is_import(self, changed: Sequence[str]) -> bool:
+        """More new files within ``IMPORT_WINDOW`` seconds than ``alert_bulk_files``: an
+        archive copied or moved in after the first scan. Its stories are published but alert
+        nobody: chat groups would otherwise get every story of the archive."""
+        limit = self.config.alert_bulk_files
+        if not limit or not changed:
+            return False
+        if not self.keep_file_index and len(changed) <= limit:
+            return False  # a one-off run: no window to keep, and too few files to matter
+        known = self._known_files()
+        new = sum(1 for path in changed if path not in known)
+        now = time.monotonic()
+        recent = self._recent_new
+        while recent and recent[0][0] <= now - IMPORT_WINDOW:
+            recent.popleft()
+        recent.append((now, new))
+        arrived = sum(count for _, count in recent)
+        if new == 0 or arrived <= limit:
+            return False
+        log.warning(
+            "%d new files in %d s: taken as an archive import, their stories send no alerts "
+            "(alert_bulk_files = %d)",
+            arrived, IMPORT_WINDOW, limit,
+        )  # fmt: skip
+        return True
+
+    def _ingest(
+        self,
+        changed: Iterable[str],
+        gone: Sequence[str],
+        progress: Callable[[int], None] | None,
+    ) -> BatchReport:
         report = BatchReport()
         chunk: list[Processed] = []
         with self.store.bulk_writes():

@@ -461,3 +461,65 @@ def test_a_story_dated_ahead_is_dated_when_it_was_read(
     build(reread)
     entry = feedparser.parse((config.output / "all.atom").read_bytes()).entries[0]
     assert entry.published == feedparser.parse(written["all.atom"][0]).entries[0].published
+
+
+def new_stories(articles: Path, prefix: str, count: int) -> list[str]:
+    return [
+        str(
+            write(
+                articles / prefix / f"{n}.md",
+                hexo_post(
+                    f"{prefix}第{n}号公告", [f"{prefix}公司第{n}号公告：业务进展正常，北交所。"]
+                ),
+            )
+        )
+        for n in range(count)
+    ]
+
+
+def test_an_archive_copied_in_later_is_published_but_announces_nothing(
+    make_config: Callable[..., Config], articles: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(alert_bulk_files=5)
+    write(articles / "first.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)  # the first scan: backfill, no alerts whatever the count
+    events: list[str] = []
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(
+            config, store, workers=1, on_event=lambda _, e: events.append(e.article.title),
+            keep_file_index=True,
+        )  # fmt: skip
+        pipeline.ingest(new_stories(articles, "日常", 3))  # everyday news: announced
+        assert sorted(events) == ["日常第0号公告", "日常第1号公告", "日常第2号公告"]
+        events.clear()
+        report = pipeline.ingest(new_stories(articles, "旧档", 10))  # an archive copied in
+        assert report.new == 10 and events == []
+        assert "13 new files in 60 s: taken as an archive import" in caplog.text
+        pipeline.ingest(new_stories(articles, "尾随", 1))  # the same minute: still the import
+        assert events == []
+        pipeline._recent_new.clear()  # the minute is over
+        pipeline.ingest(new_stories(articles, "次日", 1))
+        assert events == ["次日第0号公告"]
+        pipeline.ingest(new_stories(articles, "旧档", 10))  # rewritten, not new: no import
+        assert len(events) == 1
+    finally:
+        store.close()
+    assert len(items(config)) == 16  # every story is published
+
+
+@pytest.mark.parametrize("limit, alerted", [(5, 0), (0, 8)])
+def test_a_build_that_finds_a_copied_archive_announces_nothing(
+    make_config: Callable[..., Config], articles: Path, limit: int, alerted: int
+) -> None:
+    config = make_config(alert_bulk_files=limit)
+    write(articles / "first.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    new_stories(articles, "旧档", 8)
+    events: list[str] = []
+    store = open_store(config.state)
+    try:
+        Pipeline(config, store, workers=1, on_event=lambda _, e: events.append(e.kind)).sync()
+    finally:
+        store.close()
+    assert len(events) == alerted  # 0 turns the guard off
