@@ -32,6 +32,19 @@ _HEXO_BRACES = (("&#123;", "{"), ("&#125;", "}"))
 MAX_FAST_FLOW_BRACKETS = 200
 
 
+_YAML = "tag:yaml.org,2002:"
+
+
+def timestamp_or_text(loader: Any, node: yaml.ScalarNode) -> Any:
+    """A YAML timestamp, or its text when it names no real moment (``2024-02-30``, a
+    scraper's ``0000-00-00 00:00:00``): an unusable date is the date parser's to judge (the
+    file name's date is used then), not a reason to refuse the whole article."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """Pure-Python safe loader that refuses aliases (billion-laughs protection)."""
 
@@ -42,7 +55,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-_YAML = "tag:yaml.org,2002:"
+_NoAliasLoader.add_constructor(_YAML + "timestamp", timestamp_or_text)
 _FLAT_SCALARS = frozenset(
     _YAML + name for name in ("str", "int", "float", "bool", "null", "timestamp")
 )
@@ -76,6 +89,9 @@ class _FlatSafeLoader(yaml.CSafeLoader):
         for items, nodes in lists:
             items.extend(constructors[item.tag](self, item) for item in nodes)
         return data
+
+
+_FlatSafeLoader.add_constructor(_YAML + "timestamp", timestamp_or_text)
 
 
 def _flat_mapping(node: yaml.Node) -> bool:

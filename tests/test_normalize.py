@@ -1,0 +1,34 @@
+"""normalize, end to end: what a feed reader shows of an article (title, date, summary), read
+back from the written feeds with feedparser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feeds.config import Config
+from tests.conftest import STORY, build, feed_entries, write
+
+
+def entry_by_title(config: Config, title: str) -> dict[str, object]:
+    entries = {entry.title: entry for entry in feed_entries(config, "all.atom")}
+    assert title in entries, sorted(entries)
+    return dict(entries[title])
+
+
+def published(entry: dict[str, object]) -> datetime:
+    return datetime.fromisoformat(str(entry["published"])).astimezone(UTC)
+
+
+def test_an_impossible_date_falls_back_to_the_file_name(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    front = '---\nlayout: post\ntitle: "日期写错的文章"\ndate: 2024-02-30 10:00:00\n---\n\n'
+    text = front + STORY[0] + "\n"
+    write(articles / "_posts" / "2024-03-05-wrong-date.md", text)
+    config = make_config()
+    report = build(config)
+    assert report.batch.rejected == []
+    entry = entry_by_title(config, "日期写错的文章")
+    assert published(entry) == datetime(2024, 3, 4, 16, tzinfo=UTC)  # 2024-03-05 in Beijing
