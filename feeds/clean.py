@@ -334,6 +334,41 @@ def html_to_text(html: str) -> str:
     return clean_body(html, _NO_RULES).text
 
 
+# Where a story starts, for its summary: before it, a byline or picture-credit line ("作者：X",
+# "尤霏霏制图"), and a wire dateline opening the first paragraph ("证券时报网讯，",
+# "中证网讯（记者 X）", "财联社（上海，编辑 X）讯，", "新华社北京3月5日电", "记者X 东莞报道").
+_CREDIT_LINE = re.compile(
+    r"(?:(?:作者|撰文|文|记者|编辑|责编|来源|图|摄影|制图|图片来源|图源)\s*[：:｜|/]\s*\S.{0,30}"
+    r"|[^。！？，,]{1,20}?(?:制图|供图|[\s/]摄影?))"
+)
+_NO_PARENS = r"[^\s，,。：:！？、“”\"（）()]"
+_ASIDE = r"[（(][^（）()]{1,30}[）)]"
+_DATELINE = re.compile(
+    rf"(?:{_NO_PARENS}{{2,20}}?(?:{_ASIDE})?讯(?:{_ASIDE}[，,：:]?|[，,：:])"
+    rf"|{_NO_PARENS}{{2,20}}?\d{{1,2}}月\d{{1,2}}日电(?:{_ASIDE})?[，,：:]?"
+    rf"|[^\s，,。：:！？“”\"]{{0,20}}记者\s*{_NO_PARENS}{{1,10}}\s+{_NO_PARENS}{{1,10}}报道[，,：:]?)"
+    r"\s*"
+)
+_CREDIT_LINES_MAX = 3
+
+
+def story_lead(text: str) -> str:
+    """``text`` from where the story starts: leading byline and picture-credit lines and the
+    dateline opening the first paragraph dropped (a summary is the story's first sentences;
+    the content keeps them)."""
+    lines = text.split("\n", _CREDIT_LINES_MAX)
+    skipped = 0
+    while skipped < len(lines) - 1 and skipped < _CREDIT_LINES_MAX:
+        if not _CREDIT_LINE.fullmatch(lines[skipped].strip()):
+            break
+        skipped += 1
+    first = lines[skipped]
+    dateline = _DATELINE.match(first)
+    if dateline is not None and dateline.end() < len(first):
+        first = first[dateline.end() :]
+    return "\n".join([first, *lines[skipped + 1 :]])
+
+
 def summarize(text: str, limit: int) -> str:
     """At most ``limit`` characters of ``text``; cut at a sentence or word end, marked "…"."""
     flat = _join_lines(text, enough=limit + 1)

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from feeds.classify import UNKNOWN_SOURCE, Outlet, SourceResolver
-from feeds.clean import clean_body, html_to_text, markdown_to_html, summarize
+from feeds.clean import clean_body, html_to_text, markdown_to_html, story_lead, summarize
 from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
 from feeds.errors import DRAFT_REASON, ArticleError, Unpublished
@@ -255,4 +255,4 @@ def _summary(meta: Mapping[str, Any], text: str, limit: int) -> str:
         value = meta.get(key)
         if isinstance(value, str) and value.strip():
             return summarize(collapse_whitespace(html_to_text(value)), limit)
-    return summarize(text, limit)
+    return summarize(story_lead(text), limit)

@@ -23,6 +23,7 @@ from feeds.clean import (
     html_to_text,
     looks_like_html,
     markdown_to_html,
+    story_lead,
     summarize,
 )
 from feeds.config import DATA_DIR, CleanupRules
@@ -565,6 +566,38 @@ def test_summarize(text: str, limit: int, expected: str) -> None:
     summary = summarize(text, limit)
     assert summary == expected
     assert len(summary) <= max(limit, 0)
+
+
+LEADS = [
+    (
+        "outlet-dateline",
+        "证券时报网讯，数据宝统计显示，两市成交放量。",
+        "数据宝统计显示，两市成交放量。",
+    ),
+    ("dateline-reporter", "中证网讯（记者 王某）5月2日，国债期货收涨。", "5月2日，国债期货收涨。"),
+    ("aside-before", "财联社（上海，编辑 某某）讯，美债收益率走低。", "美债收益率走低。"),
+    ("date-and-aside", "财联社7月4日讯（编辑 某某）美国市场休市。", "美国市场休市。"),
+    ("ai-flash", "每经AI快讯：北京时间10月5日，美股收跌。", "北京时间10月5日，美股收跌。"),
+    ("wire-dian", "新华社北京3月5日电（记者 某某）会议召开。", "会议召开。"),
+    ("reporter-line", "南方财经记者某某 东莞报道 5月24日，名单公布。", "5月24日，名单公布。"),
+    ("byline-line", "作者：某某\n第一段正文。", "第一段正文。"),
+    ("credit-line", "某某某制图\n第一段正文。", "第一段正文。"),
+    ("photo-credit", "新华社记者 某某 摄\n来源：某某\n第一段正文。", "第一段正文。"),
+    ("company-name-kept", "腾讯推出新品牌，覆盖海外市场。", "腾讯推出新品牌，覆盖海外市场。"),
+    (
+        "reporter-in-story-kept",
+        "记者27日获悉，个体工商户超1亿户。",
+        "记者27日获悉，个体工商户超1亿户。",
+    ),
+    ("shooting-kept", "他说要拍摄\n第一段正文。", "他说要拍摄\n第一段正文。"),
+    ("dateline-alone-kept", "证券时报网讯，", "证券时报网讯，"),
+    ("byline-alone-kept", "作者：某某", "作者：某某"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in LEADS], ids=[c[0] for c in LEADS])
+def test_story_lead_drops_bylines_and_the_dateline(text: str, expected: str) -> None:
+    assert story_lead(text) == expected
 
 
 # --- the shared seeds ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feeds.config import Config
-from tests.conftest import STORY, build, feed_entries, write
+from tests.conftest import OTHER, STORY, build, feed_entries, hexo_post, write
 
 
 def entry_by_title(config: Config, title: str) -> dict[str, object]:
@@ -32,3 +32,22 @@ def test_an_impossible_date_falls_back_to_the_file_name(
     assert report.batch.rejected == []
     entry = entry_by_title(config, "日期写错的文章")
     assert published(entry) == datetime(2024, 3, 4, 16, tzinfo=UTC)  # 2024-03-05 in Beijing
+
+
+def test_the_summary_starts_with_the_story_not_its_dateline_or_byline(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(
+        articles / "wire.md", hexo_post("北证50盘中创新高", ["证券时报网讯，" + STORY[0], STORY[1]])
+    )
+    write(
+        articles / "byline.md",
+        hexo_post("逆回购操作平稳", ["作者：某某", OTHER[0], OTHER[1]], outlet="新浪财经"),
+    )
+    config = make_config()
+    build(config)
+    wire = entry_by_title(config, "北证50盘中创新高")
+    assert str(wire["summary"]).startswith(STORY[0][:20])
+    assert "证券时报网讯，" + STORY[0] in str(wire["content"])  # the content keeps it
+    byline = entry_by_title(config, "逆回购操作平稳")
+    assert str(byline["summary"]).startswith(OTHER[0][:20])
