@@ -19,7 +19,7 @@ from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
 from feeds.errors import DRAFT_REASON, ArticleError, Unpublished
 from feeds.model import Article, CleanBody, DateOrigin, RawArticle
-from feeds.text import collapse_whitespace, defang, xml_safe
+from feeds.text import collapse_whitespace, defang, fold, xml_safe
 
 LINK_KEYS = ("link", "url", "permalink", "source_url", "original_url", "canonical_url")
 DATE_KEYS = ("date", "published", "pubDate", "pubdate", "created", "created_at")
@@ -72,6 +72,8 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     body = clean_body(html_body, cleanup, base_url=link)
     outlet = declared_outlet or _outlet_from_body_or_path(meta, body, rules.sources)
     title, derived = _title(meta, body, raw.path)
+    if not derived:
+        title = _without_site_suffix(title, cleanup.title_suffixes, rules.sources)
     if derived and not body.text.strip() and body.first_image is None:
         # A shell a scraper left (title " ", empty body): an item would be a blank "无标题".
         raise ArticleError(raw.path, NOTHING_TO_PUBLISH)
@@ -156,6 +158,33 @@ def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bo
         return defang(summarize(first_line, TITLE_FROM_BODY_CHARS)), True
     stem = PurePath(path).stem.strip().lstrip("-").strip()
     return (plain(stem.replace("_", " ")) or "无标题"), True
+
+
+_SUFFIX_SEPARATORS = "_|｜—–-"
+_SITE_SUFFIXES_MAX = 3  # "标题_新浪财经_新浪网"
+
+
+def _without_site_suffix(title: str, suffixes: tuple[str, ...], sources: SourceResolver) -> str:
+    """``title`` without the site names a scraped <title> ends with (``_新浪财经_新浪网``,
+    `` - 东方财富网``): a last segment after a separator that is a configured site name or a
+    known outlet's spelling."""
+    for _ in range(_SITE_SUFFIXES_MAX):
+        cut = max(title.rfind(separator) for separator in _SUFFIX_SEPARATORS)
+        head = title[:cut].rstrip(_SUFFIX_SEPARATORS + " ")
+        name = title[cut + 1 :].strip()
+        if cut < 0 or not head or not name or not _is_site_name(name, suffixes, sources):
+            break
+        title = head
+    return title
+
+
+def _is_site_name(name: str, suffixes: tuple[str, ...], sources: SourceResolver) -> bool:
+    return sources.lookup(name) is not None or fold(name) in _folded(suffixes)
+
+
+@lru_cache(maxsize=64)
+def _folded(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(fold(name) for name in names)
 
 
 def _meta_link(meta: Mapping[str, Any]) -> str | None:

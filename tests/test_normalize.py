@@ -3,12 +3,13 @@ back from the written feeds with feedparser."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from feeds.config import Config
-from tests.conftest import OTHER, STORY, build, feed_entries, hexo_post, write
+from feeds.config import Config, load_config
+from tests.conftest import OTHER, STORY, build, feed_entries, hexo_post, jekyll_post, write
 
 
 def entry_by_title(config: Config, title: str) -> dict[str, object]:
@@ -51,3 +52,34 @@ def test_the_summary_starts_with_the_story_not_its_dateline_or_byline(
     assert "证券时报网讯，" + STORY[0] in str(wire["content"])  # the content keeps it
     byline = entry_by_title(config, "逆回购操作平稳")
     assert str(byline["summary"]).startswith(OTHER[0][:20])
+
+
+TITLES = [
+    ("北证50盘中创新高_新浪财经_新浪网", "北证50盘中创新高"),
+    ("北证50盘中创新高 - 东方财富网", "北证50盘中创新高"),
+    ("北证50盘中创新高|财联社", "北证50盘中创新高"),
+    ("北证50盘中创新高 — 本站快报", "北证50盘中创新高"),  # a suffix of the user's config
+    ("开展全国家电_以旧换新_活动", "开展全国家电_以旧换新_活动"),  # Hexo's "_" for quotes
+    ("1-7月港口吞吐量超20亿吨", "1-7月港口吞吐量超20亿吨"),
+    ("1049元_斤！荔枝什么来头", "1049元_斤！荔枝什么来头"),
+    ("新浪财经", "新浪财经"),  # nothing else: kept
+]
+
+
+def test_site_names_are_cut_from_the_end_of_titles(tmp_path: Path, articles: Path) -> None:
+    for number, (title, _) in enumerate(TITLES):
+        text = jekyll_post(title, [f"第{number}篇。" + STORY[number % 2]], link=None)
+        write(articles / "_posts" / f"2024-05-14-{number}.md", text)
+    settings = f"""
+        articles = ["{articles}"]
+        output = "{tmp_path / "output"}"
+        state = "{tmp_path / "feeds.db"}"
+        [dedupe]
+        near = false
+        [cleanup]
+        title_suffixes = ["本站快报"]  # appended to the built-in ones
+    """
+    config = load_config(write(tmp_path / "feeds.toml", textwrap.dedent(settings)), environ={})
+    build(config)
+    titles = sorted(entry.title for entry in feed_entries(config, "all.atom"))
+    assert titles == sorted(expected for _, expected in TITLES)
