@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
@@ -74,6 +74,9 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     title, derived = _title(meta, body, raw.path)
     if not derived:
         title = _without_site_suffix(title, cleanup.title_suffixes, rules.sources)
+    titled = _without_title_heading(body, title)
+    if titled is not body:  # the post's own "# 标题" line: a real title, whatever its source
+        body, derived = titled, False
     if derived and not body.text.strip() and body.first_image is None:
         # A shell a scraper left (title " ", empty body): an item would be a blank "无标题".
         raise ArticleError(raw.path, NOTHING_TO_PUBLISH)
@@ -158,6 +161,29 @@ def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bo
         return defang(summarize(first_line, TITLE_FROM_BODY_CHARS)), True
     stem = PurePath(path).stem.strip().lstrip("-").strip()
     return (plain(stem.replace("_", " ")) or "无标题"), True
+
+
+# The heading a Markdown post opens with ("# 标题"), after any wrappers of the whole body.
+_OPENING_HEADING = re.compile(r"((?:<div>\s*)*)<h([1-6])>(.*?)</h\2>\s*", re.DOTALL)
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _without_title_heading(body: CleanBody, title: str) -> CleanBody:
+    """The body without an opening heading that repeats the title (a reader shows the title
+    right above it): in front matter and again as "# 标题", or the title taken from it."""
+    heading = _OPENING_HEADING.match(body.html)
+    if heading is None:
+        return body
+    first_line, _, rest = body.text.partition("\n")
+    if not rest or _comparable(first_line) != _comparable(title):
+        return body
+    if _comparable(html.unescape(_TAG.sub("", heading[3]))) != _comparable(first_line):
+        return body
+    return replace(body, html=heading[1] + body.html[heading.end() :], text=rest)
+
+
+def _comparable(text: str) -> str:
+    return _NOT_WORD.sub("", fold(text))
 
 
 _SUFFIX_SEPARATORS = "_|｜—–-"

@@ -7,15 +7,20 @@ import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from feeds.config import Config, load_config
 from tests.conftest import OTHER, STORY, build, feed_entries, hexo_post, jekyll_post, write
 
 
-def entry_by_title(config: Config, title: str) -> dict[str, object]:
+def entry_by_title(config: Config, title: str) -> dict[str, Any]:
     entries = {entry.title: entry for entry in feed_entries(config, "all.atom")}
     assert title in entries, sorted(entries)
     return dict(entries[title])
+
+
+def content(entry: dict[str, Any]) -> str:
+    return str(entry["content"][0]["value"])
 
 
 def published(entry: dict[str, object]) -> datetime:
@@ -49,7 +54,7 @@ def test_the_summary_starts_with_the_story_not_its_dateline_or_byline(
     build(config)
     wire = entry_by_title(config, "北证50盘中创新高")
     assert str(wire["summary"]).startswith(STORY[0][:20])
-    assert "证券时报网讯，" + STORY[0] in str(wire["content"])  # the content keeps it
+    assert "证券时报网讯，" + STORY[0] in content(wire)  # the content keeps it
     byline = entry_by_title(config, "逆回购操作平稳")
     assert str(byline["summary"]).startswith(OTHER[0][:20])
 
@@ -83,3 +88,45 @@ def test_site_names_are_cut_from_the_end_of_titles(tmp_path: Path, articles: Pat
     build(config)
     titles = sorted(entry.title for entry in feed_entries(config, "all.atom"))
     assert titles == sorted(expected for _, expected in TITLES)
+
+
+def markdown_post(front: str, body: str) -> str:
+    return f"---\nlayout: post\n{front}date: 2024-05-14 10:41:02 +0800\n---\n\n{body}\n"
+
+
+def test_an_opening_heading_that_repeats_the_title_is_shown_once(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    posts = articles / "_posts"
+    write(
+        posts / "2024-05-14-a.md",
+        markdown_post('title: "北证50创新高"\n', f"# 北证50创新高\n\n{STORY[0]}"),
+    )
+    write(
+        posts / "2024-05-14-b.md",
+        markdown_post("", f"# 逆回购操作平稳\n\n{OTHER[0]}\n\n{OTHER[1]}"),
+    )
+    write(
+        posts / "2024-05-14-c.md", markdown_post('title: "另一标题"\n', f"## 小标题\n\n{STORY[1]}")
+    )
+    config = make_config()
+    build(config)
+    repeated = entry_by_title(config, "北证50创新高")
+    assert "<h1>" not in content(repeated)
+    assert str(repeated["summary"]) == STORY[0]
+    from_heading = entry_by_title(config, "逆回购操作平稳")
+    assert str(from_heading["summary"]).startswith(OTHER[0])
+    assert "<h1>" not in content(from_heading)
+    other = entry_by_title(config, "另一标题")  # a heading that is not the title stays
+    assert "<h2>小标题</h2>" in content(other)
+
+
+def test_a_title_in_front_matter_or_as_the_opening_heading_is_the_same_story(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    posts = articles / "_posts"
+    write(posts / "2024-05-14-a.md", markdown_post('title: "北证50创新高"\n', "\n\n".join(STORY)))
+    write(posts / "2024-05-14-b.md", markdown_post("", "# 北证50创新高\n\n" + "\n\n".join(STORY)))
+    config = make_config(dedupe={"near": False})
+    build(config)
+    assert [entry.title for entry in feed_entries(config, "all.atom")] == ["北证50创新高"]
