@@ -355,18 +355,20 @@ _CREDIT_LINES_MAX = 3
 def story_lead(text: str) -> str:
     """``text`` from where the story starts: leading byline and picture-credit lines and the
     dateline opening the first paragraph dropped (a summary is the story's first sentences;
-    the content keeps them)."""
-    lines = text.split("\n", _CREDIT_LINES_MAX)
-    skipped = 0
-    while skipped < len(lines) - 1 and skipped < _CREDIT_LINES_MAX:
-        if not _CREDIT_LINE.fullmatch(lines[skipped].strip()):
+    the content keeps them). Lines are read in place: the text is copied once at most."""
+    start = 0
+    for _ in range(_CREDIT_LINES_MAX):
+        end = text.find("\n", start)
+        if end < 0 or not _CREDIT_LINE.fullmatch(text, start, end):
             break
-        skipped += 1
-    first = lines[skipped]
-    dateline = _DATELINE.match(first)
-    if dateline is not None and dateline.end() < len(first):
-        first = first[dateline.end() :]
-    return "\n".join([first, *lines[skipped + 1 :]])
+        start = end + 1
+    line_end = text.find("\n", start)
+    if line_end < 0:
+        line_end = len(text)
+    dateline = _DATELINE.match(text, start, line_end)
+    if dateline is not None and dateline.end() < line_end:
+        start = dateline.end()
+    return text[start:] if start else text
 
 
 def summarize(text: str, limit: int) -> str:

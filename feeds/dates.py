@@ -138,7 +138,7 @@ def _from_numeric_text(value: object, zone: ZoneInfo) -> datetime | None:
 def _from_local_zone_word(value: object, zone: ZoneInfo) -> datetime | None:
     """``Tue, 05 Mar 2024 09:30:00 CST`` or ``2024-03-05 09:30:00 CST`` with "CST" the
     configured zone's own name: local time, whatever the word means elsewhere."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not any(name in value for name in _local_zone_names(zone)):
         return None
     words = list(_ZONE_WORD.finditer(value))
     if not words or words[-1].group() not in _local_zone_names(zone):
