@@ -49,7 +49,7 @@ ALLOWED_TAGS = frozenset(
         "p", "br", "a", "img", "strong", "b", "em", "i", "u", "blockquote", "ul", "ol", "li",
         "h1", "h2", "h3", "h4", "h5", "h6",
         "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td", "colgroup", "col",
-        "pre", "code", "figure", "figcaption", "span", "div", "hr", "sub", "sup",
+        "pre", "code", "figure", "figcaption", "span", "div", "hr", "sub", "sup", "del", "s",
     }
 )  # fmt: skip
 ALLOWED_ATTRIBUTES = {
@@ -179,6 +179,15 @@ _MARKDOWN_OPTIONS = Options.CMARK_OPT_UNSAFE
 _LIBC = ctypes.CDLL(None)  # the process's C library
 _LIBC.free.argtypes = [ctypes.c_void_p]
 _LIBC.free.restype = None
+# cmark_node_free is exported by cmarkgfm's library but not declared in its cffi module.
+_CMARK_SO = ctypes.CDLL(_cmark.__file__)
+_CMARK_SO.cmark_node_free.argtypes = [ctypes.c_void_p]
+_CMARK_SO.cmark_node_free.restype = None
+_GFM_EXTENSIONS = (b"table", b"strikethrough")  # not autolink: a bare URL stays text
+# A header row makes each following line a row of as many cells ("x" -> 30 bytes of markup):
+# rendered markup that much larger than its text is rendered without the extensions, so a
+# hostile file costs clean_body no more than before them (real tables grow about 2x).
+_GFM_GROWTH_MAX = 6
 _HTML_START = re.compile(
     r"\s*(?:<!--|<!doctype\b|<(?:html|head|body|p|div|center|table|ul|ol|li|dl|h[1-6]|section"
     r"|article|header|footer|aside|main|nav|blockquote|pre|figure|hr|style|script|iframe"
@@ -314,16 +323,48 @@ def looks_like_html(body: str) -> bool:
 
 def markdown_to_html(text: str) -> str:
     """CommonMark rendering (cmark, in C: linear time even on pathological input, ~15× faster
-    than a pure-Python parser); raw HTML is kept (the sanitizer deals with it later)."""
+    than a pure-Python parser); raw HTML is kept (the sanitizer deals with it later). Tables
+    and ``~~strikethrough~~`` as GitHub, Hexo and Jekyll render them (pipes and tildes shown
+    as text otherwise): a text that may hold them goes through cmark-gfm's extensions."""
     encoded = xml_safe(text).encode("utf-8")
-    raw = _cmark.lib.cmark_markdown_to_html(encoded, len(encoded), _MARKDOWN_OPTIONS)
+    if b"|" in encoded or (b"~" in encoded and b"~~" in encoded):  # one-byte tests: memchr
+        rendered = _gfm_to_html(encoded)
+        if len(rendered) <= _GFM_GROWTH_MAX * len(encoded):
+            return rendered
+    return _taken(_cmark.lib.cmark_markdown_to_html(encoded, len(encoded), _MARKDOWN_OPTIONS))
+
+
+def _gfm_to_html(encoded: bytes) -> str:
+    lib = _cmark.lib
+    lib.cmark_gfm_core_extensions_ensure_registered()
+    parser = lib.cmark_parser_new(_MARKDOWN_OPTIONS)
+    try:
+        for name in _GFM_EXTENSIONS:
+            lib.cmark_parser_attach_syntax_extension(parser, lib.cmark_find_syntax_extension(name))
+        lib.cmark_parser_feed(parser, encoded, len(encoded))
+        root = lib.cmark_parser_finish(parser)
+        try:
+            extensions = lib.cmark_parser_get_syntax_extensions(parser)
+            return _taken(lib.cmark_render_html(root, _MARKDOWN_OPTIONS, extensions))
+        finally:
+            _CMARK_SO.cmark_node_free(_address(root))  # the parser leaves its tree to us
+    finally:
+        lib.cmark_parser_free(parser)
+
+
+def _taken(raw: object) -> str:
+    """The text of a C string cmark returns, which is then freed."""
     try:
         rendered: str = _cmark.ffi.string(raw).decode("utf-8")
     finally:
         # cmarkgfm.markdown_to_html never frees cmark's result (≈ the size of the HTML per
         # call: hundreds of MB over an archive); cmark allocates it with the C library's malloc.
-        _LIBC.free(int(_cmark.ffi.cast("uintptr_t", raw)))
+        _LIBC.free(_address(raw))
     return rendered
+
+
+def _address(pointer: object) -> int:
+    return int(_cmark.ffi.cast("uintptr_t", pointer))
 
 
 def html_to_text(html: str) -> str:

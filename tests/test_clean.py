@@ -396,9 +396,13 @@ def test_relative_navigation_goes_content_link_stays() -> None:
             '<p><img src="https://a.example/x.jpg?w=1&amp;h=2"></p>',
             "https://a.example/x.jpg?w=1&h=2",
         ),
+        ('<p><img alt="走势图" src="https://a.example/1.png" width="1"></p>', "https://a.example/1.png"),
     ],
-    ids=["placeholder-skipped", "http-ok", "qr-code", "quote-chart", "entities-decoded"],
-)
+    ids=[
+        "placeholder-skipped", "http-ok", "qr-code", "quote-chart", "entities-decoded",
+        "one-pixel-wide-only",
+    ],
+)  # fmt: skip
 def test_first_image(markup: str, expected: str | None) -> None:
     assert clean_body(markup, BUILTIN).first_image == expected
 
@@ -535,6 +539,37 @@ def test_markdown_to_html_keeps_raw_html_and_renders_autolinks() -> None:
     assert '<p class="x">原样</p>' in html
     assert '<a href="https://a.example/1">https://a.example/1</a>' in html
     assert "<p>&lt;&gt;</p>" in html
+
+
+def test_markdown_tables_and_strikethrough_are_rendered() -> None:
+    # Hexo (marked) and Jekyll (kramdown) render them; pipes shown as text hid the data
+    markdown = (
+        "两市融资余额如下：\n\n| 市场 | 余额（亿元） |\n| --- | ---: |\n| 沪市 | 8,123.45 |\n"
+        "| 深市 | 7,654.32 |\n\n~~旧数据~~已更正，A|B 两类不变。\n"
+    )
+    body = clean_body(markdown_to_html(markdown), BUILTIN)
+    assert "<table>" in body.html
+    assert "<td>沪市</td>" in body.html
+    assert "<td>8,123.45</td>" in body.html
+    assert "<p><del>旧数据</del>已更正，A|B 两类不变。</p>" in body.html
+    assert "|" not in body.text.replace("A|B", "")
+
+
+def test_a_hostile_table_costs_no_more_than_plain_markdown() -> None:
+    # every line after a header row would become a row of cells (16x the bytes in markup)
+    markdown = "| a | b |\n|---|---|\n" + "x\n" * 100_000
+    html = markdown_to_html(markdown)
+    assert "<table>" not in html
+    assert len(html) < 6 * len(markdown)
+
+
+def test_markdown_with_tables_frees_what_the_renderer_allocates() -> None:
+    body = "| a | b |\n|---|---|\n" + "| 北交所 | ~~新规~~ |\n" * 400
+    markdown_to_html(body)
+    before = _resident_bytes()
+    for _ in range(2000):  # ≈ 60 MB of HTML and as many parse trees in all
+        markdown_to_html(body)
+    assert _resident_bytes() - before < 16 * 1024 * 1024
 
 
 def test_html_to_text() -> None:
