@@ -108,6 +108,8 @@ _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>", re.IGNORECASE)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")  # browsers ignore these inside a scheme
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")  # zero-width, not whitespace
+_QR_ALT = re.compile(r"二维码|扫码|扫一扫|qr\s*code", re.IGNORECASE)
+_PIXEL_SIZES = frozenset({"0", "1", "0px", "1px"})
 _SOURCE_LINE = re.compile(
     r"^[（(]?\s*(?:文章|新闻|稿件|消息)?来源\s*[：:]\s*(?P<name>[^（）()\s][^（）()]{0,40}?)\s*[）)]?$"
 )
@@ -823,7 +825,7 @@ def _fix_image(img: _Node, base_url: str | None, tree: _Tree, root: _Node) -> No
     if not src or src.startswith("data:"):  # lazy-loading pages keep the real one aside
         src = _attr(img, "data-src") or _attr(img, "data-original") or src
     url = _absolute_url(src, base_url)
-    if url is None or not url.lower().startswith(("http://", "https://")):
+    if url is None or not url.lower().startswith(("http://", "https://")) or _is_not_a_picture(img):
         _drop(img)
         return
     kept = {name: _attr(img, name) for name in _IMAGE_EXTRAS}
@@ -836,6 +838,16 @@ def _fix_image(img: _Node, base_url: str | None, tree: _Tree, root: _Node) -> No
         if parent is root:
             break
         tree.with_images.add(parent)
+
+
+def _is_not_a_picture(img: _Node) -> bool:
+    """A QR code to scan ("扫码关注" boilerplate, by its alt text) or a tracking pixel."""
+    alt = img.get("alt")
+    if alt and _QR_ALT.search(alt):
+        return True
+    return (
+        _attr(img, "width").strip() in _PIXEL_SIZES and _attr(img, "height").strip() in _PIXEL_SIZES
+    )
 
 
 def _attr(node: _Node, name: str) -> str:

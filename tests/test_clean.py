@@ -396,11 +396,14 @@ def test_relative_navigation_goes_content_link_stays() -> None:
             '<p><img src="https://a.example/x.jpg?w=1&amp;h=2"></p>',
             "https://a.example/x.jpg?w=1&h=2",
         ),
+        ('<p><img src="https://a.example/wx_qrcode.png"></p>', None),
+        ('<p><img alt="扫码下载APP" src="https://a.example/1.png"></p>', None),
+        ('<p><img height="1" src="https://t.example/p.gif" width="1"></p>', None),
         ('<p><img alt="走势图" src="https://a.example/1.png" width="1"></p>', "https://a.example/1.png"),
     ],
     ids=[
         "placeholder-skipped", "http-ok", "qr-code", "quote-chart", "entities-decoded",
-        "one-pixel-wide-only",
+        "qr-code-by-file-name", "qr-code-by-alt", "tracking-pixel", "one-pixel-wide-only",
     ],
 )  # fmt: skip
 def test_first_image(markup: str, expected: str | None) -> None:
@@ -492,6 +495,21 @@ def test_random_markup_never_raises(markup: str) -> None:
 
 
 # --- detection, markdown, text, summaries --------------------------------------------------
+
+
+def test_qr_codes_and_tracking_pixels_leave_the_content() -> None:
+    markup = (
+        "<p>正文提到二维码支付，扫码比例上升。</p>"
+        '<p><img alt="二维码" src="https://a.example/1.png"></p>'
+        '<p><img height="1" src="https://t.example/p.gif" width="1"></p>'
+        '<p><img alt="走势图" src="https://a.example/2.png"></p>'
+        "<p>本文编辑：某某</p>"
+    )
+    body = clean_body(markup, BUILTIN)
+    assert body.html == (
+        "<p>正文提到二维码支付，扫码比例上升。</p>\n"
+        '<p><img alt="走势图" src="https://a.example/2.png"></p>'
+    ).replace("\n", "")
 
 
 @pytest.mark.parametrize(
