@@ -90,6 +90,7 @@ BLOCK_TAGS = frozenset(
 )  # fmt: skip
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _PARAGRAPH = frozenset({"p"})
+_LISTS = frozenset({"ul", "ol"})
 _TABLE_STRUCTURE = frozenset({"thead", "tbody", "tfoot", "tr", "td", "th"})  # kept when empty
 # The sanitizer removes tags it does not allow but keeps their content, so renaming an
 # element to this tag unwraps it for free (no tree surgery).
@@ -238,6 +239,7 @@ class _Node(Protocol):
     def get(self, key: str) -> str | None: ...
     def getparent(self) -> _Node | None: ...
     def getprevious(self) -> _Node | None: ...
+    def getnext(self) -> _Node | None: ...
     def iterancestors(self) -> Iterator[_Node]: ...
     def iter(self, tag: str) -> Iterator[_Node]: ...
     def remove(self, child: _Node) -> None: ...
@@ -587,7 +589,7 @@ def _pass_blocks(tree: _Tree, patterns: _Patterns) -> _Findings:
     """Pass B, innermost blocks first: only the smallest block holding boilerplate goes."""
     findings = _Findings()
     holds_blocks: set[_Node] = set()
-    closing: list[str] = []
+    closing: list[tuple[_Node, str]] = []
     for block in reversed(tree.blocks):
         if block in holds_blocks:  # a container: judged by its children, never as a whole
             _mark_parent_block(block, holds_blocks)
@@ -601,15 +603,36 @@ def _pass_blocks(tree: _Tree, patterns: _Patterns) -> _Findings:
                 _drop(block)
             continue
         if _is_boilerplate(block, text, patterns, tree, findings):
+            _drop_link_list_after(block, closing)
             _drop(block)
             continue
         if raw[0].isspace():
             _trim_indentation(block)
         if len(closing) < _CLOSING_LINES:
-            closing.append(text)
+            closing.append((block, text))
         _mark_parent_block(block, holds_blocks)
-    findings.source_line = _source_line(closing)
+    findings.source_line = _source_line([text for _, text in closing])
     return findings
+
+
+def _drop_link_list_after(block: _Node, closing: list[tuple[_Node, str]]) -> None:
+    """A list of nothing but links right after a boilerplate block ("相关阅读", "推荐阅读：")
+    is the related-article list it introduces: it goes too (its items, already judged as
+    blocks, leave the closing lines)."""
+    following = block.getnext()
+    if following is None or following.tag not in _LISTS or (block.tail and block.tail.strip()):
+        return
+    if not all(_is_link_item(item) for item in following):
+        return
+    closing[:] = [(node, text) for node, text in closing if following not in node.iterancestors()]
+    _drop(following)
+
+
+def _is_link_item(item: _Node) -> bool:
+    link = _sole_child(item) if item.tag == "li" else None
+    while link is not None and link.tag == _UNWRAP:
+        link = _sole_child(link)
+    return link is not None and link.tag == "a"
 
 
 # --- block decisions -----------------------------------------------------------------------

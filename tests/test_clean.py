@@ -497,6 +497,55 @@ def test_random_markup_never_raises(markup: str) -> None:
 # --- detection, markdown, text, summaries --------------------------------------------------
 
 
+WEB_BOILERPLATE = [
+    "分享到：微信 微博 QQ空间",
+    "相关新闻：",
+    "推荐阅读：某篇文章",
+    "关注公众号“某某财经”，获取更多资讯",
+    "更多精彩内容，请关注微信公众号",
+    "微信扫一扫，关注我们",
+    "下载某某财经APP，查看更多行情",
+    "点击查看更多",
+    "声明：本文仅代表作者观点，不构成投资建议。",
+    "风险提示：市场有风险，投资需谨慎。",
+    "返回搜狐，查看更多",
+    "责编：某某",
+    "校对：某某",
+    "网友评论：很好",
+    "举报",
+    "【免责声明】本文仅代表作者本人观点，与本网无关。",
+    "(责任编辑：某某)",
+]
+STORY_LINES = [  # the same words, in a story
+    "3月5日，某公司发布年报，净利润同比增长20%。",
+    "公司表示，编辑部门将继续优化内容生产，分享经济业务增长较快。",
+    "相关新闻报道称，该公司下载量居行业前列。",
+    "下载量超过1亿次的某APP，其运营方在微信公众号发布声明，称将依法维权，关注用户隐私。",
+    "风险提示函显示，公司已于3月1日收到监管问询。",
+]
+
+
+def test_web_boilerplate_goes_and_the_story_stays() -> None:
+    markup = "".join(f"<p>{line}</p>" for line in [*STORY_LINES, *WEB_BOILERPLATE])
+    assert clean_body(markup, BUILTIN).text.split("\n") == STORY_LINES
+
+
+def test_a_related_article_list_goes_with_its_heading() -> None:
+    markup = (
+        "<div><p>正文第一段，某公司发布年报。</p>"
+        '<div><h3>相关阅读</h3><ul><li><a href="https://a.example/1">另一篇一</a></li>'
+        '<li><a href="https://a.example/2">另一篇二</a></li></ul></div>'
+        '<p>推荐阅读：</p><ol><li><span><a href="https://a.example/3">另一篇三</a></span></li></ol>'
+        "<ul><li>公司要点一</li><li>公司要点二</li></ul>"
+        '<p>附件：</p><ul><li><a href="https://a.example/4.pdf">公告全文</a></li></ul>'
+        "<p>（来源：某某网）</p></div>"
+    )
+    body = clean_body(markup, BUILTIN)
+    kept = ["正文第一段，某公司发布年报。", "公司要点一", "公司要点二", "附件：", "公告全文"]
+    assert body.text.split("\n") == [*kept, "（来源：某某网）"]
+    assert body.source_line == "某某网"
+
+
 def test_qr_codes_and_tracking_pixels_leave_the_content() -> None:
     markup = (
         "<p>正文提到二维码支付，扫码比例上升。</p>"
