@@ -185,6 +185,9 @@ class Ingestor:
         self.unseen_paths = False
         # Files of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, Parsed] = {}
+        # Items created in this batch: no feed has shown them yet, so a copy joining them
+        # (and becoming their representative) is no update of what readers saw.
+        self._born: set[str] = set()
         # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
         self._dirty: set[str] = set()
         self._sources: dict[str, str] = {}
@@ -210,6 +213,7 @@ class Ingestor:
                 self.store.mark_dirty(self._dirty)
         finally:
             self._fresh.clear()
+            self._born.clear()
             self._dirty.clear()
             self._sources.clear()
         return report
@@ -395,13 +399,16 @@ class Ingestor:
         article, topics = self._representative(rep.path)
         updated = article.updated or article.published
         kind: str | None = "item.new" if created else None
+        if created:
+            self._born.add(item_id)
         if previous is not None:
             changed = previous.fingerprint != rep.fingerprint or edited
-            updated = (
-                self._moved_updated(previous.updated, rep, article)
-                if changed
-                else (previous.updated)
-            )
+            if not (self.unseen_paths or item_id in self._born):
+                updated = (
+                    self._moved_updated(previous.updated, rep, article)
+                    if changed
+                    else (previous.updated)
+                )
             kind = "item.updated" if changed and edited and not previous.removed else None
         self.store.save_item(
             item_id,
