@@ -139,6 +139,8 @@ def _plain(text: str) -> str:
         text = _TAG.sub("", text)
     if "&" in text:
         text = html.unescape(text)
+        if "&" in text:  # escaped twice on its way ("&amp;amp;"): a reader would see "&amp;"
+            text = html.unescape(text)
     return defang(collapse_whitespace(xml_safe(text)))
 
 

@@ -130,3 +130,17 @@ def test_a_title_in_front_matter_or_as_the_opening_heading_is_the_same_story(
     config = make_config(dedupe={"near": False})
     build(config)
     assert [entry.title for entry in feed_entries(config, "all.atom")] == ["北证50创新高"]
+
+
+def test_entities_in_titles_are_decoded_even_when_escaped_twice(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    posts = articles / "_posts"
+    once = 'title: "AT&amp;T与&#x4E2D;国 &lt;A股&gt;"\n'
+    twice = 'title: "宝洁&amp;amp;联合利华 &amp;quot;双雄&amp;quot;"\n'
+    write(posts / "2024-05-14-a.md", markdown_post(once, STORY[0]))
+    write(posts / "2024-05-14-b.md", markdown_post(twice, OTHER[0]))
+    config = make_config()
+    build(config)
+    titles = sorted(entry.title for entry in feed_entries(config, "all.atom"))
+    assert titles == ["AT&T与中国 ＜A股>", '宝洁&联合利华 "双雄"']
