@@ -139,6 +139,23 @@ def test_copies_merged_in_one_build_keep_the_story_date_as_updated(
     assert entry.updated_parsed[0] == 2030
 
 
+def test_an_outlet_feed_shows_the_complete_copy_not_one_that_lost_its_title_and_date(
+    config: Config, articles: Path
+) -> None:
+    # the finews scraper's "-<code>.md": title "", date " +0800" (dated by its mtime), no link
+    complete = jekyll_post("北证50指数创年内新高", STORY, date="2024-05-14 10:41:02 +0800")
+    lost = complete.replace('title: "北证50指数创年内新高"', 'title: ""').replace(
+        "date: 2024-05-14 10:41:02 +0800", "date:  +0800"
+    )
+    write(articles / "_posts" / "2024-05-14-202405140001.md", complete, mtime=1_715_000_000)
+    write(articles / "_posts" / "-202405140001.md", lost, mtime=1_900_000_000)  # 2030
+    build(config)
+    for feed in ("all.atom", "sources/dongfangcaifuwang.atom"):
+        (entry,) = feed_entries(config, feed)
+        assert entry.title == "北证50指数创年内新高", feed
+        assert entry.published_parsed[:3] == (2024, 5, 14), feed
+
+
 def test_title_edit_in_a_new_file_updates_the_same_item(config: Config, articles: Path) -> None:
     write(articles / "v1.md", hexo_post("北证50指数创年内新高！", STORY), mtime=1_700_000_000)
     build(config)
