@@ -14,7 +14,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from feeds.classify import UNKNOWN_SOURCE, Outlet, SourceResolver
-from feeds.clean import clean_body, html_to_text, markdown_to_html, story_lead, summarize
+from feeds.clean import (
+    clean_body,
+    html_to_text,
+    markdown_to_html,
+    story_lead,
+    summarize,
+    without_template_tags,
+)
 from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
 from feeds.errors import DRAFT_REASON, ArticleError, Unpublished
@@ -67,7 +74,10 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         raise Unpublished(raw.path, f"{DRAFT_REASON} ({draft} in its front matter): not published")
     declared_outlet = _declared_outlet(meta, rules.sources)
     link = _meta_link(meta)
-    html_body = markdown_to_html(raw.body) if raw.body_format == "markdown" else raw.body
+    if raw.body_format == "markdown":
+        html_body = markdown_to_html(without_template_tags(raw.body))
+    else:
+        html_body = raw.body
     cleanup = (declared_outlet or rules.sources.resolve(UNKNOWN_SOURCE)).cleanup
     body = clean_body(html_body, cleanup, base_url=link)
     outlet = declared_outlet or _outlet_from_body_or_path(meta, body, rules.sources)

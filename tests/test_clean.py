@@ -25,6 +25,7 @@ from feeds.clean import (
     markdown_to_html,
     story_lead,
     summarize,
+    without_template_tags,
 )
 from feeds.config import DATA_DIR, CleanupRules
 from feeds.model import CleanBody
@@ -620,6 +621,26 @@ def test_markdown_tables_and_strikethrough_are_rendered() -> None:
     assert "<td>8,123.45</td>" in body.html
     assert "<p><del>旧数据</del>已更正，A|B 两类不变。</p>" in body.html
     assert "|" not in body.text.replace("A|B", "")
+
+
+def test_jekyll_and_hexo_template_tags_are_not_shown() -> None:
+    markdown = (
+        "第一段，介绍市场情况。\n\n{% asset_img chart.png 走势图 %}\n\n"
+        "第二段，{{ site.title }}报道。\n\n{% raw %}模板写法：{{ price }}{% endraw %}\n\n"
+        "{: .notice}\n第三段带属性。\n\n{% include ad.html %}\n\n"
+        "{% highlight python %}\nprint(1)\n{% endhighlight %}\n\n收益率{5%}不变。\n"
+    )
+    body = clean_body(markdown_to_html(without_template_tags(markdown)), BUILTIN)
+    assert body.text.split("\n") == [
+        "第一段，介绍市场情况。",
+        "第二段，报道。",
+        "模板写法：{{ price }}",
+        "第三段带属性。",
+        "print(1)",
+        "收益率{5%}不变。",
+    ]
+    assert "<pre><code" in body.html
+    assert without_template_tags("没有模板标签的正文{x}。") == "没有模板标签的正文{x}。"
 
 
 def test_a_hostile_table_costs_no_more_than_plain_markdown() -> None:

@@ -144,3 +144,15 @@ def test_entities_in_titles_are_decoded_even_when_escaped_twice(
     build(config)
     titles = sorted(entry.title for entry in feed_entries(config, "all.atom"))
     assert titles == ["AT&T与中国 ＜A股>", '宝洁&联合利华 "双雄"']
+
+
+def test_template_tags_of_a_markdown_post_are_not_in_its_feed_entry(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    body = f"{STORY[0]}\n\n{{% asset_img chart.png 走势图 %}}\n\n{{: .notice}}\n{STORY[1]}"
+    write(articles / "_posts" / "2024-05-14-a.md", markdown_post('title: "北证50创新高"\n', body))
+    config = make_config()
+    build(config)
+    entry = entry_by_title(config, "北证50创新高")
+    assert "{" not in content(entry) and "{" not in str(entry["summary"])
+    assert STORY[1] in content(entry)
