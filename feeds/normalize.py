@@ -6,7 +6,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from itertools import islice
 from pathlib import PurePath
@@ -163,7 +163,10 @@ def _text(value: object) -> str:
 
 
 def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bool]:
-    title = plain(meta.get("title"))
+    value = meta.get("title")
+    if isinstance(value, date):  # "title: 2024-03-05", a daily report: YAML reads a date
+        value = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    title = plain(value)
     if len(title) > TITLE_MAX_CHARS:
         title = summarize(title, TITLE_MAX_CHARS)
     if title:

@@ -156,3 +156,12 @@ def test_template_tags_of_a_markdown_post_are_not_in_its_feed_entry(
     entry = entry_by_title(config, "北证50创新高")
     assert "{" not in content(entry) and "{" not in str(entry["summary"])
     assert STORY[1] in content(entry)
+
+
+def test_a_title_yaml_reads_as_a_date_is_still_the_title(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(articles / "_posts" / "2024-05-14-a.md", markdown_post("title: 2024-05-14\n", STORY[0]))
+    config = make_config()
+    build(config)
+    assert [entry.title for entry in feed_entries(config, "all.atom")] == ["2024-05-14"]
