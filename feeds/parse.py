@@ -108,8 +108,19 @@ def _flat_mapping(node: yaml.Node) -> bool:
     return True
 
 
+# Hexo indents with tabs where YAML allows only spaces: it turns each leading tab into two
+# spaces before loading (hexo-front-matter's escapeYAML), so its posts may hold them.
+_LEADING_TABS = re.compile(r"\n\t+")
+
+
+def _hexo_tabs(match: re.Match[str]) -> str:
+    return "\n" + "  " * (len(match.group()) - 1)
+
+
 class _SafeYAMLHandler(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> Any:
+        if "\n\t" in fm:
+            fm = _LEADING_TABS.sub(_hexo_tabs, fm)
         risky = (
             _ALIAS_OR_ANCHOR.search(fm) or fm.count("[") + fm.count("{") > MAX_FAST_FLOW_BRACKETS
         )

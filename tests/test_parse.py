@@ -63,6 +63,15 @@ def test_html_suffix_is_html(tmp_path: Path) -> None:
     assert raw.body_format == "html"
 
 
+def test_tab_indented_front_matter_is_read_as_hexo_reads_it(tmp_path: Path) -> None:
+    # YAML forbids tabs for indentation; Hexo turns each leading tab into two spaces first
+    front = "title: 制表符缩进\ncategories:\n\t- 金融\n\t- 证券时报网\ntags:\n\t\t- 快讯\n"
+    text = f"\n---\n{front}---\n<p>正文</p>"
+    raw = parse_file(write(tmp_path / "a.md", text), LIMIT)
+    assert raw.meta["categories"] == ["金融", "证券时报网"]
+    assert raw.meta["tags"] == ["快讯"]
+
+
 @pytest.mark.parametrize("value", ["2024-02-30", "2024-13-01 10:00:00", "0000-00-00 00:00:00"])
 def test_impossible_yaml_timestamp_is_kept_as_text(tmp_path: Path, value: str) -> None:
     # YAML reads these as timestamps and fails to build them: the article is not refused for
