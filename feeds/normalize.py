@@ -106,7 +106,8 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         language=_text(meta.get("lang") or meta.get("language")) or rules.language,
         content_html=body.html,
         text=body.text,
-        summary=defang(_summary(meta, body.text, rules.summary_chars)) or summarize(title, 200),
+        summary=defang(_summary(meta, body.text, title, rules.summary_chars))
+        or summarize(title, 200),
         image=image,
     )
 
@@ -327,9 +328,22 @@ def _categories(meta: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _summary(meta: Mapping[str, Any], text: str, limit: int) -> str:
+def _summary(meta: Mapping[str, Any], text: str, title: str, limit: int) -> str:
     for key in SUMMARY_KEYS:
         value = meta.get(key)
         if isinstance(value, str) and value.strip():
             return summarize(collapse_whitespace(html_to_text(value)), limit)
-    return summarize(story_lead(text), limit)
+    return summarize(_without_title_tag(story_lead(text), title), limit)
+
+
+# Weibo-style "【#标题#】" or "[标题：#话题#]" opening the text: the title again, as a tag.
+_TITLE_TAG = re.compile(r"[【\[]([^】\]\n]{1,120})[】\]]\s*")
+
+
+def _without_title_tag(text: str, title: str) -> str:
+    if text[:1] not in "【[" or not title:
+        return text
+    tag = _TITLE_TAG.match(text)
+    if tag is None or not _comparable(tag[1]).startswith(_comparable(title)):
+        return text
+    return text[tag.end() :] or text

@@ -165,3 +165,18 @@ def test_a_title_yaml_reads_as_a_date_is_still_the_title(
     config = make_config()
     build(config)
     assert [entry.title for entry in feed_entries(config, "all.atom")] == ["2024-05-14"]
+
+
+def test_a_weibo_tag_repeating_the_title_does_not_open_the_summary(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(articles / "a.md", hexo_post("北证50盘中创新高", ["【#北证50盘中创新高#】" + STORY[0]]))
+    write(
+        articles / "b.md",
+        hexo_post("逆回购操作平稳", ["【央行动态】" + OTHER[0]], outlet="新浪财经"),
+    )
+    config = make_config()
+    build(config)
+    assert str(entry_by_title(config, "北证50盘中创新高")["summary"]) == STORY[0]
+    kept = str(entry_by_title(config, "逆回购操作平稳")["summary"])  # a label, not the title
+    assert kept.startswith("【央行动态】")
