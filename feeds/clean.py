@@ -49,7 +49,7 @@ ALLOWED_TAGS = frozenset(
         "p", "br", "a", "img", "strong", "b", "em", "i", "u", "blockquote", "ul", "ol", "li",
         "h1", "h2", "h3", "h4", "h5", "h6",
         "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td", "colgroup", "col",
-        "pre", "code", "figure", "figcaption", "span", "div", "hr", "sub", "sup",
+        "pre", "code", "figure", "figcaption", "span", "div", "hr", "sub", "sup", "del", "s",
     }
 )  # fmt: skip
 ALLOWED_ATTRIBUTES = {
@@ -90,6 +90,7 @@ BLOCK_TAGS = frozenset(
 )  # fmt: skip
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _PARAGRAPH = frozenset({"p"})
+_LISTS = frozenset({"ul", "ol"})
 _TABLE_STRUCTURE = frozenset({"thead", "tbody", "tfoot", "tr", "td", "th"})  # kept when empty
 # The sanitizer removes tags it does not allow but keeps their content, so renaming an
 # element to this tag unwraps it for free (no tree surgery).
@@ -108,6 +109,8 @@ _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>", re.IGNORECASE)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*):")
 _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")  # browsers ignore these inside a scheme
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")  # zero-width, not whitespace
+_QR_ALT = re.compile(r"二维码|扫码|扫一扫|qr\s*code", re.IGNORECASE)
+_PIXEL_SIZES = frozenset({"0", "1", "0px", "1px"})
 _SOURCE_LINE = re.compile(
     r"^[（(]?\s*(?:文章|新闻|稿件|消息)?来源\s*[：:]\s*(?P<name>[^（）()\s][^（）()]{0,40}?)\s*[）)]?$"
 )
@@ -179,6 +182,15 @@ _MARKDOWN_OPTIONS = Options.CMARK_OPT_UNSAFE
 _LIBC = ctypes.CDLL(None)  # the process's C library
 _LIBC.free.argtypes = [ctypes.c_void_p]
 _LIBC.free.restype = None
+# cmark_node_free is exported by cmarkgfm's library but not declared in its cffi module.
+_CMARK_SO = ctypes.CDLL(_cmark.__file__)
+_CMARK_SO.cmark_node_free.argtypes = [ctypes.c_void_p]
+_CMARK_SO.cmark_node_free.restype = None
+_GFM_EXTENSIONS = (b"table", b"strikethrough")  # not autolink: a bare URL stays text
+# A header row makes each following line a row of as many cells ("x" -> 30 bytes of markup):
+# rendered markup that much larger than its text is rendered without the extensions, so a
+# hostile file costs clean_body no more than before them (real tables grow about 2x).
+_GFM_GROWTH_MAX = 6
 _HTML_START = re.compile(
     r"\s*(?:<!--|<!doctype\b|<(?:html|head|body|p|div|center|table|ul|ol|li|dl|h[1-6]|section"
     r"|article|header|footer|aside|main|nav|blockquote|pre|figure|hr|style|script|iframe"
@@ -227,6 +239,7 @@ class _Node(Protocol):
     def get(self, key: str) -> str | None: ...
     def getparent(self) -> _Node | None: ...
     def getprevious(self) -> _Node | None: ...
+    def getnext(self) -> _Node | None: ...
     def iterancestors(self) -> Iterator[_Node]: ...
     def iter(self, tag: str) -> Iterator[_Node]: ...
     def remove(self, child: _Node) -> None: ...
@@ -314,16 +327,73 @@ def looks_like_html(body: str) -> bool:
 
 def markdown_to_html(text: str) -> str:
     """CommonMark rendering (cmark, in C: linear time even on pathological input, ~15× faster
-    than a pure-Python parser); raw HTML is kept (the sanitizer deals with it later)."""
+    than a pure-Python parser); raw HTML is kept (the sanitizer deals with it later). Tables
+    and ``~~strikethrough~~`` as GitHub, Hexo and Jekyll render them (pipes and tildes shown
+    as text otherwise): a text that may hold them goes through cmark-gfm's extensions."""
     encoded = xml_safe(text).encode("utf-8")
-    raw = _cmark.lib.cmark_markdown_to_html(encoded, len(encoded), _MARKDOWN_OPTIONS)
+    if b"|" in encoded or (b"~" in encoded and b"~~" in encoded):  # one-byte tests: memchr
+        rendered = _gfm_to_html(encoded)
+        if len(rendered) <= _GFM_GROWTH_MAX * len(encoded):
+            return rendered
+    return _taken(_cmark.lib.cmark_markdown_to_html(encoded, len(encoded), _MARKDOWN_OPTIONS))
+
+
+# Jekyll's Liquid and Hexo's Nunjucks tags in a Markdown post: the site generator runs them;
+# a feed would show them as text. {% raw %}…{% endraw %} keeps its inside as written; a
+# {% highlight x %} block is a code block; other tags ({% include %}, {% asset_img %}),
+# {{ expressions }} and kramdown's {: .class} attribute lists are dropped.
+_RAW_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.DOTALL)
+_HIGHLIGHT = re.compile(r"^[ \t]*\{%-?\s*highlight\s+([\w+#.-]+)[^%]*-?%\}[ \t]*$", re.MULTILINE)
+_END_HIGHLIGHT = re.compile(r"^[ \t]*\{%-?\s*endhighlight\s*-?%\}[ \t]*$", re.MULTILINE)
+_TAG_LINE = re.compile(r"^[ \t]*(?:\{%.*?%\}|\{:[^}\n]*\})[ \t]*\n?", re.MULTILINE)
+_TEMPLATE_INLINE = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{:[^}\n]*\}")
+
+
+def without_template_tags(markdown: str) -> str:
+    """A Markdown post without the template tags its site generator would have run."""
+    if "{" not in markdown:  # one-character test: a two-character one scans 100x slower
+        return markdown
+    if "{%" not in markdown and "{{" not in markdown and "{:" not in markdown:
+        return markdown
+    parts = _RAW_BLOCK.split(markdown)  # outside, raw inside, outside, …
+    for index in range(0, len(parts), 2):
+        text = _HIGHLIGHT.sub(r"```\1", parts[index])
+        text = _END_HIGHLIGHT.sub("```", text)
+        parts[index] = _TEMPLATE_INLINE.sub("", _TAG_LINE.sub("", text))
+    return "".join(parts)
+
+
+def _gfm_to_html(encoded: bytes) -> str:
+    lib = _cmark.lib
+    lib.cmark_gfm_core_extensions_ensure_registered()
+    parser = lib.cmark_parser_new(_MARKDOWN_OPTIONS)
+    try:
+        for name in _GFM_EXTENSIONS:
+            lib.cmark_parser_attach_syntax_extension(parser, lib.cmark_find_syntax_extension(name))
+        lib.cmark_parser_feed(parser, encoded, len(encoded))
+        root = lib.cmark_parser_finish(parser)
+        try:
+            extensions = lib.cmark_parser_get_syntax_extensions(parser)
+            return _taken(lib.cmark_render_html(root, _MARKDOWN_OPTIONS, extensions))
+        finally:
+            _CMARK_SO.cmark_node_free(_address(root))  # the parser leaves its tree to us
+    finally:
+        lib.cmark_parser_free(parser)
+
+
+def _taken(raw: object) -> str:
+    """The text of a C string cmark returns, which is then freed."""
     try:
         rendered: str = _cmark.ffi.string(raw).decode("utf-8")
     finally:
         # cmarkgfm.markdown_to_html never frees cmark's result (≈ the size of the HTML per
         # call: hundreds of MB over an archive); cmark allocates it with the C library's malloc.
-        _LIBC.free(int(_cmark.ffi.cast("uintptr_t", raw)))
+        _LIBC.free(_address(raw))
     return rendered
+
+
+def _address(pointer: object) -> int:
+    return int(_cmark.ffi.cast("uintptr_t", pointer))
 
 
 def html_to_text(html: str) -> str:
@@ -332,6 +402,43 @@ def html_to_text(html: str) -> str:
     Goes through ``clean_body`` (without outlet rules) so absurd nesting is flattened before
     the sanitizer, whose cost grows with the square of the depth."""
     return clean_body(html, _NO_RULES).text
+
+
+# Where a story starts, for its summary: before it, a byline or picture-credit line ("作者：X",
+# "尤霏霏制图"), and a wire dateline opening the first paragraph ("证券时报网讯，",
+# "中证网讯（记者 X）", "财联社（上海，编辑 X）讯，", "新华社北京3月5日电", "记者X 东莞报道").
+_CREDIT_LINE = re.compile(
+    r"(?:(?:作者|撰文|文|记者|编辑|责编|来源|图|摄影|制图|图片来源|图源)\s*[：:｜|/]\s*\S.{0,30}"
+    r"|[^。！？，,]{1,20}?(?:制图|供图|[\s/]摄影?))"
+)
+_NO_PARENS = r"[^\s，,。：:！？、“”\"（）()]"
+_ASIDE = r"[（(][^（）()]{1,30}[）)]"
+_DATELINE = re.compile(
+    rf"(?:{_NO_PARENS}{{2,20}}?(?:{_ASIDE})?讯(?:{_ASIDE}[，,：:]?|[，,：:])"
+    rf"|{_NO_PARENS}{{2,20}}?\d{{1,2}}月\d{{1,2}}日电(?:{_ASIDE})?[，,：:]?"
+    rf"|[^\s，,。：:！？“”\"]{{0,20}}记者\s*{_NO_PARENS}{{1,10}}\s+{_NO_PARENS}{{1,10}}报道[，,：:]?)"
+    r"\s*"
+)
+_CREDIT_LINES_MAX = 3
+
+
+def story_lead(text: str) -> str:
+    """``text`` from where the story starts: leading byline and picture-credit lines and the
+    dateline opening the first paragraph dropped (a summary is the story's first sentences;
+    the content keeps them). Lines are read in place: the text is copied once at most."""
+    start = 0
+    for _ in range(_CREDIT_LINES_MAX):
+        end = text.find("\n", start)
+        if end < 0 or not _CREDIT_LINE.fullmatch(text, start, end):
+            break
+        start = end + 1
+    line_end = text.find("\n", start)
+    if line_end < 0:
+        line_end = len(text)
+    dateline = _DATELINE.match(text, start, line_end)
+    if dateline is not None and dateline.end() < line_end:
+        start = dateline.end()
+    return text[start:] if start else text
 
 
 def summarize(text: str, limit: int) -> str:
@@ -507,7 +614,7 @@ def _pass_blocks(tree: _Tree, patterns: _Patterns) -> _Findings:
     """Pass B, innermost blocks first: only the smallest block holding boilerplate goes."""
     findings = _Findings()
     holds_blocks: set[_Node] = set()
-    closing: list[str] = []
+    closing: list[tuple[_Node, str]] = []
     for block in reversed(tree.blocks):
         if block in holds_blocks:  # a container: judged by its children, never as a whole
             _mark_parent_block(block, holds_blocks)
@@ -521,15 +628,36 @@ def _pass_blocks(tree: _Tree, patterns: _Patterns) -> _Findings:
                 _drop(block)
             continue
         if _is_boilerplate(block, text, patterns, tree, findings):
+            _drop_link_list_after(block, closing)
             _drop(block)
             continue
         if raw[0].isspace():
             _trim_indentation(block)
         if len(closing) < _CLOSING_LINES:
-            closing.append(text)
+            closing.append((block, text))
         _mark_parent_block(block, holds_blocks)
-    findings.source_line = _source_line(closing)
+    findings.source_line = _source_line([text for _, text in closing])
     return findings
+
+
+def _drop_link_list_after(block: _Node, closing: list[tuple[_Node, str]]) -> None:
+    """A list of nothing but links right after a boilerplate block ("相关阅读", "推荐阅读：")
+    is the related-article list it introduces: it goes too (its items, already judged as
+    blocks, leave the closing lines)."""
+    following = block.getnext()
+    if following is None or following.tag not in _LISTS or (block.tail and block.tail.strip()):
+        return
+    if not all(_is_link_item(item) for item in following):
+        return
+    closing[:] = [(node, text) for node, text in closing if following not in node.iterancestors()]
+    _drop(following)
+
+
+def _is_link_item(item: _Node) -> bool:
+    link = _sole_child(item) if item.tag == "li" else None
+    while link is not None and link.tag == _UNWRAP:
+        link = _sole_child(link)
+    return link is not None and link.tag == "a"
 
 
 # --- block decisions -----------------------------------------------------------------------
@@ -745,7 +873,7 @@ def _fix_image(img: _Node, base_url: str | None, tree: _Tree, root: _Node) -> No
     if not src or src.startswith("data:"):  # lazy-loading pages keep the real one aside
         src = _attr(img, "data-src") or _attr(img, "data-original") or src
     url = _absolute_url(src, base_url)
-    if url is None or not url.lower().startswith(("http://", "https://")):
+    if url is None or not url.lower().startswith(("http://", "https://")) or _is_not_a_picture(img):
         _drop(img)
         return
     kept = {name: _attr(img, name) for name in _IMAGE_EXTRAS}
@@ -758,6 +886,16 @@ def _fix_image(img: _Node, base_url: str | None, tree: _Tree, root: _Node) -> No
         if parent is root:
             break
         tree.with_images.add(parent)
+
+
+def _is_not_a_picture(img: _Node) -> bool:
+    """A QR code to scan ("扫码关注" boilerplate, by its alt text) or a tracking pixel."""
+    alt = img.get("alt")
+    if alt and _QR_ALT.search(alt):
+        return True
+    return (
+        _attr(img, "width").strip() in _PIXEL_SIZES and _attr(img, "height").strip() in _PIXEL_SIZES
+    )
 
 
 def _attr(node: _Node, name: str) -> str:

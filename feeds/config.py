@@ -67,6 +67,7 @@ class CleanupRules(_Strict):
     remove_selectors: tuple[str, ...] = ()
     remove_text: tuple[str, ...] = ()
     ignore_images: tuple[str, ...] = ()  # substrings of image URLs that are not lead images
+    title_suffixes: tuple[str, ...] = ()  # site names cut from a title's end ("标题_新浪网")
 
     @field_validator("remove_text")
     @classmethod
@@ -83,6 +84,7 @@ class CleanupRules(_Strict):
             remove_selectors=self.remove_selectors + other.remove_selectors,
             remove_text=self.remove_text + other.remove_text,
             ignore_images=self.ignore_images + other.ignore_images,
+            title_suffixes=self.title_suffixes + other.title_suffixes,
         )
 
 
@@ -310,7 +312,7 @@ def _merge_builtin_sources(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(user_cleanup, dict):
         merged["cleanup"] = {
             key: list(cleanup.get(key, [])) + list(user_cleanup.get(key, []))
-            for key in ("remove_selectors", "remove_text", "ignore_images")
+            for key in CleanupRules.model_fields
         } | {k: v for k, v in user_cleanup.items() if k not in cleanup}
     return merged
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MIN_YEAR = 1990
@@ -24,15 +25,17 @@ _Parser = Callable[[object, ZoneInfo], datetime | None]
 _NUMERIC = re.compile(
     r"(?P<y>\d{4})[-/.](?P<mo>\d{1,2})[-/.](?P<d>\d{1,2})"
     r"(?:(?:[T\s]+)(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d+))?)?)?"
-    r"\s*(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2})?",
+    r"\s*(?P<tz>Z|(?:UTC|GMT)(?:\s*[+-]\d{1,2}(?::?\d{2})?)?|[+-]\d{2}:?\d{2})?",
     re.IGNORECASE,
 )
-# 2021年12月8日, 2021年12月8日 10:48, 2021年12月8日10时48分
+# 2021年12月8日, 2021年12月8日 10:48, 2021年12月8日10时48分, 2021年12月8日 下午3:30
 _CHINESE = re.compile(
     r"(?P<y>\d{4})\s*年\s*(?P<mo>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]"
-    r"(?:\s*(?P<h>\d{1,2})\s*[:：时]\s*(?P<mi>\d{1,2})\s*分?"
+    r"(?:\s*(?P<half>上午|早上|凌晨|下午|晚上)?"
+    r"\s*(?P<h>\d{1,2})\s*[:：时点]\s*(?P<mi>\d{1,2})\s*分?"
     r"(?:\s*[:：]?\s*(?P<s>\d{1,2})\s*秒?)?)?"
 )
+_AFTERNOON = frozenset({"下午", "晚上"})
 _COMPACT = re.compile(
     r"(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})(?:(?P<h>\d{2})(?P<mi>\d{2})(?P<s>\d{2}))?"
 )
@@ -44,25 +47,44 @@ def _offset(label: str | None, zone: ZoneInfo) -> tzinfo | None:
     """The zone an explicit label names (None if impossible); no label means local time."""
     if not label:
         return zone
-    if label.upper() in ("Z", "UTC", "GMT"):
+    offset = label.upper().removeprefix("UTC").removeprefix("GMT").strip()
+    if offset in ("", "Z"):
         return UTC
-    sign = -1 if label[0] == "-" else 1
-    digits = label[1:].replace(":", "")
+    sign = -1 if offset[0] == "-" else 1
+    hours, _, minutes = offset[1:].partition(":")
+    if not minutes and len(hours) > 2:  # +0800
+        hours, minutes = hours[:-2], hours[-2:]
     try:
-        return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes or 0)))
     except ValueError:  # +9999: not less than a day
         return None
+
+
+# A zone word in a date: RFC 2822 knows a few US ones ("CST" is UTC-6 there), but a Beijing
+# site writing "CST" (Java's Date.toString does) means China Standard Time, its own zone.
+_ZONE_WORD = re.compile(r"(?<![A-Za-z])[A-Z]{3,5}(?![A-Za-z])")
+_NOT_LOCAL_NAMES = frozenset({"UTC", "GMT", "UT", "Z"})
+
+
+@lru_cache(maxsize=16)
+def _local_zone_names(zone: ZoneInfo) -> frozenset[str]:
+    """The abbreviations ``zone`` goes by (winter and summer): "CST" for Asia/Shanghai."""
+    names = {zone.tzname(datetime(2024, month, 1)) for month in (1, 7)}
+    return frozenset(name for name in names if name and name.isalpha()) - _NOT_LOCAL_NAMES
 
 
 def _from_fields(match: re.Match[str], tz: tzinfo) -> datetime | None:
     fields = match.groupdict()
     fraction = (fields.get("f") or "")[:6].ljust(6, "0")
+    hour = int(fields.get("h") or 0)
+    if fields.get("half") in _AFTERNOON and hour < 12:
+        hour += 12
     try:
         return datetime(
             int(fields["y"]),
             int(fields["mo"]),
             int(fields["d"]),
-            int(fields.get("h") or 0),
+            hour,
             int(fields.get("mi") or 0),
             int(fields.get("s") or 0),
             int(fraction),
@@ -113,6 +135,18 @@ def _from_numeric_text(value: object, zone: ZoneInfo) -> datetime | None:
     return _from_fields(match, tz) if tz is not None else None
 
 
+def _from_local_zone_word(value: object, zone: ZoneInfo) -> datetime | None:
+    """``Tue, 05 Mar 2024 09:30:00 CST`` or ``2024-03-05 09:30:00 CST`` with "CST" the
+    configured zone's own name: local time, whatever the word means elsewhere."""
+    if not isinstance(value, str) or not any(name in value for name in _local_zone_names(zone)):
+        return None
+    words = list(_ZONE_WORD.finditer(value))
+    if not words or words[-1].group() not in _local_zone_names(zone):
+        return None
+    zoneless = value[: words[-1].start()] + value[words[-1].end() :]
+    return _from_numeric_text(zoneless, zone) or _from_rfc2822(zoneless, zone)
+
+
 def _from_chinese_text(value: object, zone: ZoneInfo) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -156,6 +190,7 @@ _PARSERS: tuple[_Parser, ...] = (
     _from_compact_text,
     _from_epoch,
     _from_numeric_text,
+    _from_local_zone_word,
     _from_chinese_text,
     _from_rfc2822,
     _from_iso,

@@ -188,6 +188,9 @@ class Ingestor:
         self.importing = False
         # Files of this batch, by path: a representative that was just read is not decoded.
         self._fresh: dict[str, Parsed] = {}
+        # Items created in this batch: no feed has shown them yet, so a copy joining them
+        # (and becoming their representative) is no update of what readers saw.
+        self._born: set[str] = set()
         # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
         self._dirty: set[str] = set()
         self._sources: dict[str, str] = {}
@@ -213,6 +216,7 @@ class Ingestor:
                 self.store.mark_dirty(self._dirty)
         finally:
             self._fresh.clear()
+            self._born.clear()
             self._dirty.clear()
             self._sources.clear()
         return report
@@ -402,13 +406,16 @@ class Ingestor:
         published = min(article.published, rep.published)  # rep's is kept from the future
         updated = self._not_ahead(article.updated or published)
         kind: str | None = "item.new" if created else None
+        if created:
+            self._born.add(item_id)
         if previous is not None:
             changed = previous.fingerprint != rep.fingerprint or edited
-            updated = (
-                self._moved_updated(previous.updated, rep, article)
-                if changed
-                else (previous.updated)
-            )
+            if not (self.unseen_paths or item_id in self._born):
+                updated = (
+                    self._moved_updated(previous.updated, rep, article)
+                    if changed
+                    else (previous.updated)
+                )
             kind = "item.updated" if changed and edited and not previous.removed else None
         self.store.save_item(
             item_id,

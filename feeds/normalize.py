@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from itertools import islice
 from pathlib import PurePath
@@ -14,12 +14,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from feeds.classify import UNKNOWN_SOURCE, Outlet, SourceResolver
-from feeds.clean import clean_body, html_to_text, markdown_to_html, summarize
+from feeds.clean import (
+    clean_body,
+    html_to_text,
+    markdown_to_html,
+    story_lead,
+    summarize,
+    without_template_tags,
+)
 from feeds.config import Config
 from feeds.dates import date_from_filename, parse_date
 from feeds.errors import DRAFT_REASON, ArticleError, Unpublished
 from feeds.model import Article, CleanBody, DateOrigin, RawArticle
-from feeds.text import collapse_whitespace, defang, xml_safe
+from feeds.text import collapse_whitespace, defang, fold, xml_safe
 
 LINK_KEYS = ("link", "url", "permalink", "source_url", "original_url", "canonical_url")
 DATE_KEYS = ("date", "published", "pubDate", "pubdate", "created", "created_at")
@@ -67,11 +74,19 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         raise Unpublished(raw.path, f"{DRAFT_REASON} ({draft} in its front matter): not published")
     declared_outlet = _declared_outlet(meta, rules.sources)
     link = _meta_link(meta)
-    html_body = markdown_to_html(raw.body) if raw.body_format == "markdown" else raw.body
+    if raw.body_format == "markdown":
+        html_body = markdown_to_html(without_template_tags(raw.body))
+    else:
+        html_body = raw.body
     cleanup = (declared_outlet or rules.sources.resolve(UNKNOWN_SOURCE)).cleanup
     body = clean_body(html_body, cleanup, base_url=link)
     outlet = declared_outlet or _outlet_from_body_or_path(meta, body, rules.sources)
     title, derived = _title(meta, body, raw.path)
+    if not derived:
+        title = _without_site_suffix(title, cleanup.title_suffixes, rules.sources)
+    titled = _without_title_heading(body, title)
+    if titled is not body:  # the post's own "# 标题" line: a real title, whatever its source
+        body, derived = titled, False
     if derived and not body.text.strip() and body.first_image is None:
         # A shell a scraper left (title " ", empty body): an item would be a blank "无标题".
         raise ArticleError(raw.path, NOTHING_TO_PUBLISH)
@@ -91,7 +106,8 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         language=_text(meta.get("lang") or meta.get("language")) or rules.language,
         content_html=body.html,
         text=body.text,
-        summary=defang(_summary(meta, body.text, rules.summary_chars)) or summarize(title, 200),
+        summary=defang(_summary(meta, body.text, title, rules.summary_chars))
+        or summarize(title, 200),
         image=image,
     )
 
@@ -134,6 +150,8 @@ def _plain(text: str) -> str:
         text = _TAG.sub("", text)
     if "&" in text:
         text = html.unescape(text)
+        if "&" in text:  # escaped twice on its way ("&amp;amp;"): a reader would see "&amp;"
+            text = html.unescape(text)
     return defang(collapse_whitespace(xml_safe(text)))
 
 
@@ -146,7 +164,10 @@ def _text(value: object) -> str:
 
 
 def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bool]:
-    title = plain(meta.get("title"))
+    value = meta.get("title")
+    if isinstance(value, date):  # "title: 2024-03-05", a daily report: YAML reads a date
+        value = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    title = plain(value)
     if len(title) > TITLE_MAX_CHARS:
         title = summarize(title, TITLE_MAX_CHARS)
     if title:
@@ -156,6 +177,63 @@ def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bo
         return defang(summarize(first_line, TITLE_FROM_BODY_CHARS)), True
     stem = PurePath(path).stem.strip().lstrip("-").strip()
     return (plain(stem.replace("_", " ")) or "无标题"), True
+
+
+# The heading a Markdown post opens with ("# 标题"), after any wrappers of the whole body.
+_OPENING_HEADING = re.compile(r"((?:<div>\s*)*)<h([1-6])>(.*?)</h\2>\s*", re.DOTALL)
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _without_title_heading(body: CleanBody, title: str) -> CleanBody:
+    """The body without an opening heading that repeats the title (a reader shows the title
+    right above it): in front matter and again as "# 标题", or the title taken from it."""
+    heading = _OPENING_HEADING.match(body.html)
+    if heading is None:
+        return body
+    first_line, _, rest = body.text.partition("\n")
+    if not rest or _comparable(first_line) != _comparable(title):
+        return body
+    if _comparable(html.unescape(_TAG.sub("", heading[3]))) != _comparable(first_line):
+        return body
+    return replace(body, html=heading[1] + body.html[heading.end() :], text=rest)
+
+
+def _comparable(text: str) -> str:
+    return _NOT_WORD.sub("", fold(text))
+
+
+_SUFFIX_SEPARATORS = "_|｜—–-"
+_LAST_SEPARATOR = re.compile(rf".*[{re.escape(_SUFFIX_SEPARATORS)}]", re.DOTALL)
+_SITE_SUFFIXES_MAX = 3  # "标题_新浪财经_新浪网"
+
+
+def _without_site_suffix(title: str, suffixes: tuple[str, ...], sources: SourceResolver) -> str:
+    """``title`` without the site names a scraped <title> ends with (``_新浪财经_新浪网``,
+    `` - 东方财富网``): a last segment after a separator that is a configured site name or a
+    known outlet's spelling."""
+    for _ in range(_SITE_SUFFIXES_MAX):
+        last = _LAST_SEPARATOR.match(title)
+        cut = last.end() - 1 if last else -1
+        head = title[:cut].rstrip(_SUFFIX_SEPARATORS + " ")
+        name = title[cut + 1 :].strip()
+        if cut < 0 or not head or not name or not _is_site_name(name, suffixes, sources):
+            break
+        title = head
+    return title
+
+
+def _is_site_name(name: str, suffixes: tuple[str, ...], sources: SourceResolver) -> bool:
+    return sources.lookup(name) is not None or _folded_name(name) in _folded(suffixes)
+
+
+@lru_cache(maxsize=4096)  # title segments recur ("新浪网"); folding one costs microseconds
+def _folded_name(name: str) -> str:
+    return fold(name)
+
+
+@lru_cache(maxsize=64)
+def _folded(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(fold(name) for name in names)
 
 
 def _meta_link(meta: Mapping[str, Any]) -> str | None:
@@ -250,9 +328,22 @@ def _categories(meta: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _summary(meta: Mapping[str, Any], text: str, limit: int) -> str:
+def _summary(meta: Mapping[str, Any], text: str, title: str, limit: int) -> str:
     for key in SUMMARY_KEYS:
         value = meta.get(key)
         if isinstance(value, str) and value.strip():
             return summarize(collapse_whitespace(html_to_text(value)), limit)
-    return summarize(text, limit)
+    return summarize(_without_title_tag(story_lead(text), title), limit)
+
+
+# Weibo-style "【#标题#】" or "[标题：#话题#]" opening the text: the title again, as a tag.
+_TITLE_TAG = re.compile(r"[【\[]([^】\]\n]{1,120})[】\]]\s*")
+
+
+def _without_title_tag(text: str, title: str) -> str:
+    if text[:1] not in "【[" or not title:
+        return text
+    tag = _TITLE_TAG.match(text)
+    if tag is None or not _comparable(tag[1]).startswith(_comparable(title)):
+        return text
+    return text[tag.end() :] or text

@@ -32,6 +32,19 @@ _HEXO_BRACES = (("&#123;", "{"), ("&#125;", "}"))
 MAX_FAST_FLOW_BRACKETS = 200
 
 
+_YAML = "tag:yaml.org,2002:"
+
+
+def timestamp_or_text(loader: Any, node: yaml.ScalarNode) -> Any:
+    """A YAML timestamp, or its text when it names no real moment (``2024-02-30``, a
+    scraper's ``0000-00-00 00:00:00``): an unusable date is the date parser's to judge (the
+    file name's date is used then), not a reason to refuse the whole article."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """Pure-Python safe loader that refuses aliases (billion-laughs protection)."""
 
@@ -42,7 +55,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-_YAML = "tag:yaml.org,2002:"
+_NoAliasLoader.add_constructor(_YAML + "timestamp", timestamp_or_text)
 _FLAT_SCALARS = frozenset(
     _YAML + name for name in ("str", "int", "float", "bool", "null", "timestamp")
 )
@@ -78,6 +91,9 @@ class _FlatSafeLoader(yaml.CSafeLoader):
         return data
 
 
+_FlatSafeLoader.add_constructor(_YAML + "timestamp", timestamp_or_text)
+
+
 def _flat_mapping(node: yaml.Node) -> bool:
     if not isinstance(node, yaml.MappingNode) or node.tag != _YAML + "map":
         return False
@@ -92,8 +108,19 @@ def _flat_mapping(node: yaml.Node) -> bool:
     return True
 
 
+# Hexo indents with tabs where YAML allows only spaces: it turns each leading tab into two
+# spaces before loading (hexo-front-matter's escapeYAML), so its posts may hold them.
+_LEADING_TABS = re.compile(r"\n\t+")
+
+
+def _hexo_tabs(match: re.Match[str]) -> str:
+    return "\n" + "  " * (len(match.group()) - 1)
+
+
 class _SafeYAMLHandler(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> Any:
+        if "\n\t" in fm:
+            fm = _LEADING_TABS.sub(_hexo_tabs, fm)
         risky = (
             _ALIAS_OR_ANCHOR.search(fm) or fm.count("[") + fm.count("{") > MAX_FAST_FLOW_BRACKETS
         )

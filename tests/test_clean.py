@@ -23,7 +23,9 @@ from feeds.clean import (
     html_to_text,
     looks_like_html,
     markdown_to_html,
+    story_lead,
     summarize,
+    without_template_tags,
 )
 from feeds.config import DATA_DIR, CleanupRules
 from feeds.model import CleanBody
@@ -395,9 +397,16 @@ def test_relative_navigation_goes_content_link_stays() -> None:
             '<p><img src="https://a.example/x.jpg?w=1&amp;h=2"></p>',
             "https://a.example/x.jpg?w=1&h=2",
         ),
+        ('<p><img src="https://a.example/wx_qrcode.png"></p>', None),
+        ('<p><img alt="扫码下载APP" src="https://a.example/1.png"></p>', None),
+        ('<p><img height="1" src="https://t.example/p.gif" width="1"></p>', None),
+        ('<p><img alt="走势图" src="https://a.example/1.png" width="1"></p>', "https://a.example/1.png"),
     ],
-    ids=["placeholder-skipped", "http-ok", "qr-code", "quote-chart", "entities-decoded"],
-)
+    ids=[
+        "placeholder-skipped", "http-ok", "qr-code", "quote-chart", "entities-decoded",
+        "qr-code-by-file-name", "qr-code-by-alt", "tracking-pixel", "one-pixel-wide-only",
+    ],
+)  # fmt: skip
 def test_first_image(markup: str, expected: str | None) -> None:
     assert clean_body(markup, BUILTIN).first_image == expected
 
@@ -489,6 +498,70 @@ def test_random_markup_never_raises(markup: str) -> None:
 # --- detection, markdown, text, summaries --------------------------------------------------
 
 
+WEB_BOILERPLATE = [
+    "分享到：微信 微博 QQ空间",
+    "相关新闻：",
+    "推荐阅读：某篇文章",
+    "关注公众号“某某财经”，获取更多资讯",
+    "更多精彩内容，请关注微信公众号",
+    "微信扫一扫，关注我们",
+    "下载某某财经APP，查看更多行情",
+    "点击查看更多",
+    "声明：本文仅代表作者观点，不构成投资建议。",
+    "风险提示：市场有风险，投资需谨慎。",
+    "返回搜狐，查看更多",
+    "责编：某某",
+    "校对：某某",
+    "网友评论：很好",
+    "举报",
+    "【免责声明】本文仅代表作者本人观点，与本网无关。",
+    "(责任编辑：某某)",
+]
+STORY_LINES = [  # the same words, in a story
+    "3月5日，某公司发布年报，净利润同比增长20%。",
+    "公司表示，编辑部门将继续优化内容生产，分享经济业务增长较快。",
+    "相关新闻报道称，该公司下载量居行业前列。",
+    "下载量超过1亿次的某APP，其运营方在微信公众号发布声明，称将依法维权，关注用户隐私。",
+    "风险提示函显示，公司已于3月1日收到监管问询。",
+]
+
+
+def test_web_boilerplate_goes_and_the_story_stays() -> None:
+    markup = "".join(f"<p>{line}</p>" for line in [*STORY_LINES, *WEB_BOILERPLATE])
+    assert clean_body(markup, BUILTIN).text.split("\n") == STORY_LINES
+
+
+def test_a_related_article_list_goes_with_its_heading() -> None:
+    markup = (
+        "<div><p>正文第一段，某公司发布年报。</p>"
+        '<div><h3>相关阅读</h3><ul><li><a href="https://a.example/1">另一篇一</a></li>'
+        '<li><a href="https://a.example/2">另一篇二</a></li></ul></div>'
+        '<p>推荐阅读：</p><ol><li><span><a href="https://a.example/3">另一篇三</a></span></li></ol>'
+        "<ul><li>公司要点一</li><li>公司要点二</li></ul>"
+        '<p>附件：</p><ul><li><a href="https://a.example/4.pdf">公告全文</a></li></ul>'
+        "<p>（来源：某某网）</p></div>"
+    )
+    body = clean_body(markup, BUILTIN)
+    kept = ["正文第一段，某公司发布年报。", "公司要点一", "公司要点二", "附件：", "公告全文"]
+    assert body.text.split("\n") == [*kept, "（来源：某某网）"]
+    assert body.source_line == "某某网"
+
+
+def test_qr_codes_and_tracking_pixels_leave_the_content() -> None:
+    markup = (
+        "<p>正文提到二维码支付，扫码比例上升。</p>"
+        '<p><img alt="二维码" src="https://a.example/1.png"></p>'
+        '<p><img height="1" src="https://t.example/p.gif" width="1"></p>'
+        '<p><img alt="走势图" src="https://a.example/2.png"></p>'
+        "<p>本文编辑：某某</p>"
+    )
+    body = clean_body(markup, BUILTIN)
+    assert body.html == (
+        "<p>正文提到二维码支付，扫码比例上升。</p>\n"
+        '<p><img alt="走势图" src="https://a.example/2.png"></p>'
+    ).replace("\n", "")
+
+
 @pytest.mark.parametrize(
     ("body", "is_html"),
     [
@@ -536,6 +609,57 @@ def test_markdown_to_html_keeps_raw_html_and_renders_autolinks() -> None:
     assert "<p>&lt;&gt;</p>" in html
 
 
+def test_markdown_tables_and_strikethrough_are_rendered() -> None:
+    # Hexo (marked) and Jekyll (kramdown) render them; pipes shown as text hid the data
+    markdown = (
+        "两市融资余额如下：\n\n| 市场 | 余额（亿元） |\n| --- | ---: |\n| 沪市 | 8,123.45 |\n"
+        "| 深市 | 7,654.32 |\n\n~~旧数据~~已更正，A|B 两类不变。\n"
+    )
+    body = clean_body(markdown_to_html(markdown), BUILTIN)
+    assert "<table>" in body.html
+    assert "<td>沪市</td>" in body.html
+    assert "<td>8,123.45</td>" in body.html
+    assert "<p><del>旧数据</del>已更正，A|B 两类不变。</p>" in body.html
+    assert "|" not in body.text.replace("A|B", "")
+
+
+def test_jekyll_and_hexo_template_tags_are_not_shown() -> None:
+    markdown = (
+        "第一段，介绍市场情况。\n\n{% asset_img chart.png 走势图 %}\n\n"
+        "第二段，{{ site.title }}报道。\n\n{% raw %}模板写法：{{ price }}{% endraw %}\n\n"
+        "{: .notice}\n第三段带属性。\n\n{% include ad.html %}\n\n"
+        "{% highlight python %}\nprint(1)\n{% endhighlight %}\n\n收益率{5%}不变。\n"
+    )
+    body = clean_body(markdown_to_html(without_template_tags(markdown)), BUILTIN)
+    assert body.text.split("\n") == [
+        "第一段，介绍市场情况。",
+        "第二段，报道。",
+        "模板写法：{{ price }}",
+        "第三段带属性。",
+        "print(1)",
+        "收益率{5%}不变。",
+    ]
+    assert "<pre><code" in body.html
+    assert without_template_tags("没有模板标签的正文{x}。") == "没有模板标签的正文{x}。"
+
+
+def test_a_hostile_table_costs_no_more_than_plain_markdown() -> None:
+    # every line after a header row would become a row of cells (16x the bytes in markup)
+    markdown = "| a | b |\n|---|---|\n" + "x\n" * 100_000
+    html = markdown_to_html(markdown)
+    assert "<table>" not in html
+    assert len(html) < 6 * len(markdown)
+
+
+def test_markdown_with_tables_frees_what_the_renderer_allocates() -> None:
+    body = "| a | b |\n|---|---|\n" + "| 北交所 | ~~新规~~ |\n" * 400
+    markdown_to_html(body)
+    before = _resident_bytes()
+    for _ in range(2000):  # ≈ 60 MB of HTML and as many parse trees in all
+        markdown_to_html(body)
+    assert _resident_bytes() - before < 16 * 1024 * 1024
+
+
 def test_html_to_text() -> None:
     html = "<h1>标题</h1><p>第一段&amp;符号</p><script>x()</script><p>第二<br/>行</p>"
     assert html_to_text(html) == "标题\n第一段&符号\n第二\n行"
@@ -565,6 +689,38 @@ def test_summarize(text: str, limit: int, expected: str) -> None:
     summary = summarize(text, limit)
     assert summary == expected
     assert len(summary) <= max(limit, 0)
+
+
+LEADS = [
+    (
+        "outlet-dateline",
+        "证券时报网讯，数据宝统计显示，两市成交放量。",
+        "数据宝统计显示，两市成交放量。",
+    ),
+    ("dateline-reporter", "中证网讯（记者 王某）5月2日，国债期货收涨。", "5月2日，国债期货收涨。"),
+    ("aside-before", "财联社（上海，编辑 某某）讯，美债收益率走低。", "美债收益率走低。"),
+    ("date-and-aside", "财联社7月4日讯（编辑 某某）美国市场休市。", "美国市场休市。"),
+    ("ai-flash", "每经AI快讯：北京时间10月5日，美股收跌。", "北京时间10月5日，美股收跌。"),
+    ("wire-dian", "新华社北京3月5日电（记者 某某）会议召开。", "会议召开。"),
+    ("reporter-line", "南方财经记者某某 东莞报道 5月24日，名单公布。", "5月24日，名单公布。"),
+    ("byline-line", "作者：某某\n第一段正文。", "第一段正文。"),
+    ("credit-line", "某某某制图\n第一段正文。", "第一段正文。"),
+    ("photo-credit", "新华社记者 某某 摄\n来源：某某\n第一段正文。", "第一段正文。"),
+    ("company-name-kept", "腾讯推出新品牌，覆盖海外市场。", "腾讯推出新品牌，覆盖海外市场。"),
+    (
+        "reporter-in-story-kept",
+        "记者27日获悉，个体工商户超1亿户。",
+        "记者27日获悉，个体工商户超1亿户。",
+    ),
+    ("shooting-kept", "他说要拍摄\n第一段正文。", "他说要拍摄\n第一段正文。"),
+    ("dateline-alone-kept", "证券时报网讯，", "证券时报网讯，"),
+    ("byline-alone-kept", "作者：某某", "作者：某某"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in LEADS], ids=[c[0] for c in LEADS])
+def test_story_lead_drops_bylines_and_the_dateline(text: str, expected: str) -> None:
+    assert story_lead(text) == expected
 
 
 # --- the shared seeds ----------------------------------------------------------------------

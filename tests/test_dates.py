@@ -37,6 +37,13 @@ PARSED = [
     ("chinese", "2021年12月8日 10:48", utc(2021, 12, 8, 2, 48)),
     ("chinese-date-only", "2021年12月8日", utc(2021, 12, 7, 16)),
     ("chinese-hours-minutes", "2021年12月8日10时48分", utc(2021, 12, 8, 2, 48)),
+    ("chinese-afternoon", "2021年12月8日 下午3:30", utc(2021, 12, 8, 7, 30)),
+    ("chinese-morning", "2021年12月8日 上午9点30分", utc(2021, 12, 8, 1, 30)),
+    ("rfc2822-cst-is-china", "Wed, 08 Dec 2021 10:48:44 CST", utc(2021, 12, 8, 2, 48, 44)),
+    ("java-date-cst", "Wed Dec 08 10:48:44 CST 2021", utc(2021, 12, 8, 2, 48, 44)),
+    ("numeric-cst", "2021-12-08 10:48:44 CST", utc(2021, 12, 8, 2, 48, 44)),
+    ("utc-plus-hours", "2021-12-08 10:48:44 UTC+8", utc(2021, 12, 8, 2, 48, 44)),
+    ("gmt-plus-offset", "2021-12-08T10:48:44 GMT+08:00", utc(2021, 12, 8, 2, 48, 44)),
     ("compact", "20211208", utc(2021, 12, 7, 16)),
     ("epoch-seconds", 1638931724, utc(2021, 12, 8, 2, 48, 44)),
     ("epoch-millis", 1638931724000, utc(2021, 12, 8, 2, 48, 44)),
@@ -127,6 +134,15 @@ def test_gmt_label_is_real_utc_by_default() -> None:
 )
 def test_zoneless_values_follow_the_given_zone(value: object, expected: datetime) -> None:
     assert parse_date(value, NEW_YORK) == expected
+
+
+def test_a_zone_word_is_local_only_when_it_names_the_configured_zone() -> None:
+    # "CST" is China Standard Time for a Beijing archive, US Central time for a Chicago one,
+    # and RFC 2822's US Central (UTC-6) for anyone else
+    cst = "Wed, 08 Dec 2021 10:48:44 CST"
+    assert parse_date(cst, ZoneInfo("America/Chicago")) == utc(2021, 12, 8, 16, 48, 44)
+    assert parse_date(cst, NEW_YORK) == utc(2021, 12, 8, 16, 48, 44)
+    assert parse_date("Wed, 08 Dec 2021 10:48:44 EST", SHANGHAI) == utc(2021, 12, 8, 15, 48, 44)
 
 
 FILE_NAMES = [

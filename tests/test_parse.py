@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeds.errors import ArticleError
-from feeds.parse import _FlatSafeLoader, parse_file
+from feeds.parse import _FlatSafeLoader, parse_file, timestamp_or_text
 from tests.conftest import write
 
 LIMIT = 1_000_000
@@ -61,6 +61,25 @@ def test_hexo_brace_entities_decoded(tmp_path: Path) -> None:
 def test_html_suffix_is_html(tmp_path: Path) -> None:
     raw = parse_file(write(tmp_path / "a.html", "---\ntitle: x\n---\n纯文本"), LIMIT)
     assert raw.body_format == "html"
+
+
+def test_tab_indented_front_matter_is_read_as_hexo_reads_it(tmp_path: Path) -> None:
+    # YAML forbids tabs for indentation; Hexo turns each leading tab into two spaces first
+    front = "title: 制表符缩进\ncategories:\n\t- 金融\n\t- 证券时报网\ntags:\n\t\t- 快讯\n"
+    text = f"\n---\n{front}---\n<p>正文</p>"
+    raw = parse_file(write(tmp_path / "a.md", text), LIMIT)
+    assert raw.meta["categories"] == ["金融", "证券时报网"]
+    assert raw.meta["tags"] == ["快讯"]
+
+
+@pytest.mark.parametrize("value", ["2024-02-30", "2024-13-01 10:00:00", "0000-00-00 00:00:00"])
+def test_impossible_yaml_timestamp_is_kept_as_text(tmp_path: Path, value: str) -> None:
+    # YAML reads these as timestamps and fails to build them: the article is not refused for
+    # its date (dates.py finds no date in the text; the file name's date is used instead)
+    text = f'---\ntitle: "日期写错的文章"\ndate: {value}\n---\n\n正文。\n'
+    raw = parse_file(write(tmp_path / "2024-03-05-a.md", text), LIMIT)
+    assert raw.meta["date"] == value
+    assert raw.meta["title"] == "日期写错的文章"
 
 
 def test_no_front_matter_is_not_an_article(tmp_path: Path) -> None:
@@ -136,6 +155,13 @@ def test_deeply_nested_yaml_is_an_error_not_a_crash(tmp_path: Path, depth: int) 
 # --- the flat front-matter loader ---------------------------------------------------------------
 
 
+class _GeneralLoader(yaml.CSafeLoader):
+    """libyaml's safe loader with the one constructor feeds changes (impossible timestamps)."""
+
+
+_GeneralLoader.add_constructor("tag:yaml.org,2002:timestamp", timestamp_or_text)
+
+
 def load_outcome(text: str, loader: type[yaml.CSafeLoader]) -> str:
     """The value's repr (NaN equals NaN there), or the error's type and message."""
     try:
@@ -164,7 +190,7 @@ yaml_key = st.one_of(
 @given(st.lists(st.tuples(yaml_key, yaml_line_value), max_size=6))
 def test_flat_loader_loads_what_the_c_safe_loader_loads(pairs: list[tuple[str, str]]) -> None:
     text = "\n".join(f"{key}: {value}" for key, value in pairs) + "\n"
-    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, yaml.CSafeLoader)
+    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, _GeneralLoader)
 
 
 @settings(max_examples=200, deadline=None)
@@ -182,10 +208,10 @@ def test_flat_loader_loads_what_the_c_safe_loader_loads(pairs: list[tuple[str, s
 )
 def test_flat_loader_loads_dumped_documents(data: dict[object, object], flow: bool) -> None:
     text = yaml.safe_dump(data, allow_unicode=True, default_flow_style=flow)
-    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, yaml.CSafeLoader)
+    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, _GeneralLoader)
 
 
 def test_flat_loader_fills_lists_after_scalars_like_the_general_way() -> None:
     text = "a: [!!int x]\nb: !!int y\na: 1\n"  # two errors; the scalar's is raised first
-    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, yaml.CSafeLoader)
+    assert load_outcome(text, _FlatSafeLoader) == load_outcome(text, _GeneralLoader)
     assert "y" in str(load_outcome(text, _FlatSafeLoader))

@@ -119,6 +119,45 @@ def test_edited_story_is_updated_not_duplicated(config: Config, articles: Path) 
     assert "更正" in second.content[0].value
 
 
+def test_copies_merged_in_one_build_keep_the_story_date_as_updated(
+    config: Config, articles: Path
+) -> None:
+    # Two outlets' copies of one story, first seen together: the second joining the item (and
+    # representing it) changed nothing a reader saw, so "updated" is no file's mtime
+    wire = hexo_post("北证50指数创年内新高", STORY, date="Tue, 14 May 2024 10:35:00 GMT")
+    copy = hexo_post(
+        "北证50指数创年内新高", [*STORY, "另据报道，午后成交继续放大。"], outlet="新浪财经"
+    )
+    # read b.md first (a folder's names descending), then a.md, the newer: its representative
+    write(articles / "a.md", wire, mtime=1_900_000_100)  # 2030
+    write(articles / "b.md", copy, mtime=1_900_000_000)
+    build(config)
+    (entry,) = feed_entries(config, "all.atom")
+    assert entry.updated_parsed[:3] == (2024, 5, 14)
+    later = hexo_post("北证50指数创年内新高", [*STORY, "收盘时涨幅有所收窄。"], outlet="36kr")
+    write(articles / "c.md", later, mtime=1_900_000_200)
+    build(config)  # a copy joining a story readers have seen does move it
+    (entry,) = feed_entries(config, "all.atom")
+    assert entry.updated_parsed[0] == 2030
+
+
+def test_an_outlet_feed_shows_the_complete_copy_not_one_that_lost_its_title_and_date(
+    config: Config, articles: Path
+) -> None:
+    # the finews scraper's "-<code>.md": title "", date " +0800" (dated by its mtime), no link
+    complete = jekyll_post("北证50指数创年内新高", STORY, date="2024-05-14 10:41:02 +0800")
+    lost = complete.replace('title: "北证50指数创年内新高"', 'title: ""').replace(
+        "date: 2024-05-14 10:41:02 +0800", "date:  +0800"
+    )
+    write(articles / "_posts" / "2024-05-14-202405140001.md", complete, mtime=1_715_000_000)
+    write(articles / "_posts" / "-202405140001.md", lost, mtime=1_900_000_000)  # 2030
+    build(config)
+    for feed in ("all.atom", "sources/dongfangcaifuwang.atom"):
+        (entry,) = feed_entries(config, feed)
+        assert entry.title == "北证50指数创年内新高", feed
+        assert entry.published_parsed[:3] == (2024, 5, 14), feed
+
+
 def test_title_edit_in_a_new_file_updates_the_same_item(config: Config, articles: Path) -> None:
     write(articles / "v1.md", hexo_post("北证50指数创年内新高！", STORY), mtime=1_700_000_000)
     build(config)

@@ -37,7 +37,7 @@ from feeds import render as render_module
 from feeds.clean import clean_body, html_to_text, summarize
 from feeds.config import CleanupRules, load_config
 from feeds.dedupe import Identity, body_key, canonical_text, canonical_title, fingerprint
-from feeds.errors import ArticleError
+from feeds.errors import ArticleError, Unpublished
 from feeds.model import Article, FeedItem, FeedKey, FeedMeta, Site
 from feeds.neardup import ANCHOR_RUN, SAMPLED_ANCHORS, Anchors, anchors
 from feeds.normalize import (
@@ -53,6 +53,7 @@ from feeds.normalize import (
     UPDATED_KEYS,
     URL_MAX_CHARS,
     NormalizeRules,
+    _draft_flag,
     plain,
 )
 from feeds.pipeline import process_file
@@ -238,9 +239,12 @@ def test_any_text_in_toml_front_matter(meta: dict[str, str], body: str) -> None:
 
 
 def assert_an_item_unless_empty(result: Article | ArticleError, meta: dict[str, Any]) -> None:
-    """Always an item, but for a post without a title and without anything in its body."""
+    """Always an item, but for a post without a title and without anything in its body, and a
+    draft ("published" is one of the date keys drawn: ``published: false`` is a Jekyll draft)."""
     if isinstance(result, ArticleError) and result.reason == NOTHING_TO_PUBLISH:
         assert not plain(meta.get("title"))
+    elif isinstance(result, Unpublished):
+        assert _draft_flag(meta) is not None
     else:
         assert isinstance(result, Article), result
 

@@ -919,8 +919,29 @@ class SQLiteStore(OutboxMixin):
             for row in rows:
                 picks.setdefault(row[0], row)
             if len(picks) >= limit or len(rows) < fetch:
-                return list(picks.values())[:limit]
+                return self._best_members(slug, list(picks.values())[:limit])
             fetch *= 4
+
+    def _best_members(self, slug: str, picks: list[Any]) -> list[Any]:
+        """The picked items, each shown by its best file from this outlet — a copy that lost
+        its title and date (dated by its mtime: "now") does not stand for the story its
+        complete copy tells — newest first."""
+        if not picks:
+            return picks
+        marks = ",".join("?" * len(picks))
+        best: dict[str, tuple[Any, Any]] = {}
+        for item_id, published, path in self._all(
+            f"SELECT item_id, published, path FROM files "
+            f"WHERE source_slug = ? AND item_id IN ({marks}) "
+            "ORDER BY item_id, quality DESC, present DESC, published DESC, path",
+            [slug, *(pick[0] for pick in picks)],
+        ):
+            best.setdefault(item_id, (published, path))
+        chosen = [
+            (item, updated, *best.get(item, (published, path)))
+            for item, updated, published, path in picks
+        ]
+        return sorted(chosen, key=lambda pick: (-pick[2], pick[0]))
 
     def _feed_items(self, picks: Sequence[Any]) -> list[FeedItem]:
         if not picks:
