@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class SourceResolver:
     def __init__(self, rules: Sequence[SourceRule], global_cleanup: CleanupRules) -> None:
         self._global = global_cleanup
         self._by_key: dict[str, Outlet] = {}
+        self._configured_slugs: set[str] = set()
         for rule in rules:
             outlet = Outlet(
                 name=rule.name,
@@ -43,6 +45,7 @@ class SourceResolver:
             )
             for spelling in (rule.name, outlet.slug, *rule.aliases):
                 self._by_key.setdefault(fold(spelling), outlet)
+            self._configured_slugs.add(outlet.slug)
         self.lookup: _lru_cache_wrapper[Outlet | None] = lru_cache(_REMEMBERED_NAMES)(self._lookup)
         self.resolve: _lru_cache_wrapper[Outlet] = lru_cache(_REMEMBERED_NAMES)(self._resolve)
 
@@ -59,7 +62,12 @@ class SourceResolver:
         if known is not None:
             return known
         display = _NEWS_SUFFIX.sub("", name.strip()) or name.strip() or UNKNOWN_SOURCE
-        return Outlet(display, slugify(display) or "unknown", False, self._global)
+        slug = slugify(display) or "unknown"
+        if slug in self._configured_slugs:
+            # Another outlet whose name reads the same in pinyin (中正网 beside 中证网) must
+            # not share its feed: the name's own hash tells them apart, the same every time.
+            slug = f"{slug}-{hashlib.sha1(fold(display).encode()).hexdigest()[:6]}"
+        return Outlet(display, slug, False, self._global)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,16 @@ def test_outlets_unify_across_dialects(spelling: str, name: str, slug: str) -> N
     assert (outlet.name, outlet.slug) == (name, slug)
 
 
+def test_an_unknown_outlet_reading_like_a_configured_one_gets_its_own_feed() -> None:
+    known, homophone = SOURCES.resolve("中证网"), SOURCES.resolve("中正网")
+    assert known.slug == "zhongzhengwang"
+    assert homophone.name == "中正网"
+    assert homophone.slug.startswith("zhongzhengwang-") and len(homophone.slug) == 21
+    again = SourceResolver(CONFIG.sources, CONFIG.cleanup)  # another process, another day
+    assert again.resolve("中正網").slug == homophone.slug  # and whatever the script
+    assert SOURCES.resolve("中正网新闻").slug == homophone.slug
+
+
 def test_gmt_correction_is_on_for_the_outlets_that_need_it() -> None:
     assert SOURCES.resolve("证券时报网").gmt_is_local
     assert SOURCES.resolve("中证网").gmt_is_local

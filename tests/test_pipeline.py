@@ -562,3 +562,18 @@ def test_a_build_that_finds_a_copied_archive_announces_nothing(
     finally:
         store.close()
     assert len(events) == alerted  # 0 turns the guard off
+
+
+def test_outlets_whose_names_read_alike_keep_their_own_feeds(
+    config: Config, articles: Path
+) -> None:
+    write(articles / "a.md", hexo_post("北证50指数创年内新高", STORY, outlet="中证网"))
+    write(articles / "b.md", hexo_post("央行开展逆回购操作", OTHER, outlet="中正网"))
+    build(config)
+    feeds = sorted(p.name for p in (config.output / "sources").glob("*.atom"))
+    assert len(feeds) == 2 and "zhongzhengwang.atom" in feeds
+    (other,) = [name for name in feeds if name != "zhongzhengwang.atom"]
+    assert [e.title for e in feed_entries(config, "sources/zhongzhengwang.atom")] == [
+        "北证50指数创年内新高"
+    ]
+    assert [e.title for e in feed_entries(config, f"sources/{other}")] == ["央行开展逆回购操作"]
