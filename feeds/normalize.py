@@ -40,7 +40,13 @@ TITLE_MAX_CHARS = 300
 NAME_MAX_CHARS = 100  # an outlet name, a category or a tag
 LIST_MAX_ITEMS = 50  # categories, tags
 URL_MAX_CHARS = 2048  # longer links and images are dropped: no server takes them
-_TAG = re.compile(r"<[^>]*>")
+# Markup in a title is stripped, but only markup: "<关注>", "<A股>" or "a<b" are text a scraper
+# kept, and stay (defanged where a reader could take them for a tag).
+_MARKUP_TAGS = (
+    "a|abbr|b|big|br|cite|code|del|div|em|font|h[1-6]|i|img|ins|kbd|mark|p|q|s|small|span|"
+    "strike|strong|sub|sup|time|tt|u|var|wbr"
+)
+_TAG = re.compile(rf"<!--.*?-->|</?(?:{_MARKUP_TAGS})(?:\s[^<>]*)?/?>", re.IGNORECASE | re.DOTALL)
 _URL = re.compile(r"^(?:https?:)?//[^\s/]+\S*$", re.IGNORECASE)
 _NOT_IN_URLS = re.compile('[\x00-\x20"<>\\\\^`{|}\x7f]')
 

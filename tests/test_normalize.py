@@ -146,6 +146,26 @@ def test_entities_in_titles_are_decoded_even_when_escaped_twice(
     assert titles == ["AT&T与中国 ＜A股>", '宝洁&联合利华 "双雄"']
 
 
+def test_markup_in_titles_goes_and_angle_brackets_in_text_stay(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    posts = articles / "_posts"
+    titles = {
+        "a": "北交所 <关注> 新规",  # angle brackets used as quotes
+        "b": "PE<10 与 a<b 的股票",  # comparisons
+        "c": '<b>粗</b>体 <font color="red">重磅</font><br/>',  # real markup
+        "d": "<!-- 抓取注释 -->评论 <A股>",
+    }
+    for name, title in titles.items():
+        body = STORY[0] if name in "ac" else OTHER[0]
+        write(posts / f"2024-05-14-{name}.md", markdown_post(f"title: '{title}'\n", body + name))
+    config = make_config()
+    build(config)
+    assert sorted(entry.title for entry in feed_entries(config, "all.atom")) == sorted(
+        ["北交所 <关注> 新规", "PE<10 与 a＜b 的股票", "粗体 重磅", "评论 ＜A股>"]
+    )
+
+
 def test_template_tags_of_a_markdown_post_are_not_in_its_feed_entry(
     make_config: Callable[..., Config], articles: Path
 ) -> None:
