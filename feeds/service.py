@@ -418,8 +418,22 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
     service.stop()
     if reload_requested.is_set():
         log.info("reloading configuration (SIGHUP): restarting in place")
+        _stop_pool_helpers()
         os.execv(sys.executable, [sys.executable, *sys.argv])
     return 0
+
+
+def _stop_pool_helpers() -> None:
+    """Stop and reap the forkserver and resource tracker a big batch started: they are this
+    process's children, and after an exec nothing would reap them (two zombies at every
+    SIGHUP). Their ``_stop`` is multiprocessing's private API (3.8+); without it, nothing."""
+    from multiprocessing import forkserver, resource_tracker
+
+    for module, name in ((forkserver, "_forkserver"), (resource_tracker, "_resource_tracker")):
+        stop = getattr(getattr(module, name, None), "_stop", None)
+        if stop is not None:
+            with contextlib.suppress(OSError):
+                stop()
 
 
 def _listen_address(config: Config, args: argparse.Namespace) -> tuple[str, int, bool]:
