@@ -229,8 +229,14 @@ class Pipeline:
         changed: Iterable[str],
         gone: Sequence[str] = (),
         progress: Callable[[int], None] | None = None,
+        *,
+        only_missing: bool = False,
     ) -> BatchReport:
-        """Process and store changed files, then forget gone ones. Chunked transactions."""
+        """Process and store changed files, then forget gone ones. Chunked transactions.
+
+        ``only_missing``: forget only the gone paths still missing once the changed files are
+        read (the watcher's news can be stale by then: a folder renamed and renamed back while
+        its files were read must not leave the feeds for a batch)."""
         report = BatchReport()
         chunk: list[Processed] = []
         with self.store.bulk_writes():
@@ -241,6 +247,8 @@ class Pipeline:
                     if progress:
                         progress(len(chunk))
                     chunk = []
+            if only_missing:
+                gone = [path for path in gone if not os.path.lexists(path)]
             report.add(self.ingestor.apply(chunk, gone))
         if progress and chunk:
             progress(len(chunk))

@@ -181,13 +181,14 @@ class Service:
     def on_batch(self, batch: Batch) -> None:
         # Ingest applies changed files before gone ones, so a path both re-created and listed
         # as gone (directory replaced) must not be forgotten after being re-read. A path that is
-        # there again is not gone either: its own events tell what it is now, and a deletion
-        # seen late (a root removed and restored, then rescanned) must not forget it.
+        # there again when the batch is applied is not gone either: its own events tell what it
+        # is now, and a deletion seen late (a root removed and restored, then rescanned, or a
+        # folder renamed back while its files were read) must not forget it.
         below = {p for folder in batch.gone_dirs for p in self.store.paths_under(folder)}
-        gone = sorted(p for p in (below | batch.gone) - batch.changed if not os.path.lexists(p))
+        gone = sorted((below | batch.gone) - batch.changed)
 
         def run() -> BuildReport:
-            report = self.pipeline.ingest(sorted(batch.changed), gone)
+            report = self.pipeline.ingest(sorted(batch.changed), gone, only_missing=True)
             return BuildReport(batch=report, render=self.pipeline.render())
 
         self._timed("watch", run)
