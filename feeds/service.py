@@ -97,8 +97,8 @@ class LiveGauges(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         service = self.service
-        errors, drafts = service.store.count_errors()
-        yield _gauge("feeds_items", "Items currently in the feeds", service.store.count_items())
+        errors, drafts = service.reader.count_errors()
+        yield _gauge("feeds_items", "Items currently in the feeds", service.reader.count_items())
         yield _gauge("feeds_files_pending", "Files waiting to settle", service.watcher.pending)
         yield _gauge("feeds_alert_backlog", "Alerts waiting for delivery", service.alert_backlog())
         rejected = GaugeMetricFamily(
@@ -120,7 +120,7 @@ class LiveGauges(Collector):
             "Publication time of each outlet's newest article (Unix time)",
             labels=["source"],
         )
-        for slug, newest_article in sorted(service.store.newest_article_by_source().items()):
+        for slug, newest_article in sorted(service.reader.newest_article_by_source().items()):
             by_source.add_metric([slug], newest_article.timestamp())
         yield by_source
 
@@ -145,6 +145,10 @@ class Service:
         self.metrics = Metrics()
         self.state = State()
         self.store: Store = open_store(config.state)
+        # /healthz and /metrics read through a connection of their own, from what is committed:
+        # a batch holds the writer's connection for its transaction (a catch-up that may
+        # re-issue ids, for its whole run: minutes at 100,000 articles) and probes must answer.
+        self.reader: Store = open_store(config.state)
         self.state.newest_item = self.store.newest_item_seen()
         self._lock = threading.Lock()
         self._alerts = _alert_hooks(config, self.store, self.metrics)
@@ -260,7 +264,7 @@ class Service:
         last = self.state.last_scan
         fresh = last is not None and now - last < stale_after
         backlog = self.alert_backlog()
-        count = self.store.count_items()
+        count = self.reader.count_items()
         newest = self.state.newest_item
         detail: dict[str, object] = {
             "started": self.state.started.isoformat(),
@@ -289,7 +293,7 @@ class Service:
         )
 
     def alert_backlog(self) -> int:
-        return int(self._alerts.backlog())
+        return self.reader.alert_backlog() if self.config.webhooks else 0
 
     def _quiet_for(self, now: datetime) -> float | None:
         """Hours without a new item, when more than ``service.quiet_after_hours`` (the scrapers
@@ -344,6 +348,7 @@ class Service:
             self._alerts.close()
             self._websub.close()
             self.store.close()
+            self.reader.close()
         log.info("stopped")
 
 
@@ -351,9 +356,6 @@ class _NoAlerts:
     sink: EventSink | None = None
 
     def wake(self) -> None: ...
-
-    def backlog(self) -> int:
-        return 0
 
     def schedule(self, scheduler: BackgroundScheduler) -> None: ...
 
