@@ -5,8 +5,9 @@ near-duplicate anchors, its topics, the feeds it dirties and its alert rows are 
 or not at all.
 
 How a file finds its story (first match wins): the same file unchanged; any item that ever had
-this exact fingerprint; any item that ever had this body text; for a *new* path, a near-duplicate
-story published within the window; the item this path belonged to (an edit); else a new item.
+this exact fingerprint; any item that ever had this body text; the item this path belonged to
+(an edit; a file rewritten with another story leaves a story other files still carry); a
+near-duplicate story published within the window; else a new item.
 """
 
 from __future__ import annotations
@@ -286,13 +287,23 @@ class Ingestor:
         owner = self.store.owner_of_fingerprint(fp) or (key and self.store.owner_of_body_key(key))
         if owner:
             return _Placement(owner, False)
-        if old is None and self.dedupe.near:
+        if old is not None and self._still_in_story(parsed, old):
+            return _Placement(old.item_id, False)
+        if self.dedupe.near:
             near = self._near_story(parsed)
             if near is not None:
                 return near
-        if old is not None:
-            return _Placement(old.item_id, False)
         return _Placement(new_item_id(fp), True)
+
+    def _still_in_story(self, parsed: Parsed, old: FileRow) -> bool:
+        """An edited file stays in its story unless other files carry that story and its new
+        text is no longer theirs (a file rewritten with another story): kept, that story would
+        vanish behind the new one, which a fresh build shows as two items."""
+        others = [m for m in self._live(old.item_id) if m.path != old.path]
+        if not others:
+            return True
+        sh = shingles(parsed.analysis.identity)
+        return any(self._similarity(m, sh) >= self.dedupe.threshold for m in others)
 
     def _near_story(self, parsed: Parsed) -> _Placement | None:
         window, done = timedelta(hours=self.dedupe.window_hours), parsed.analysis

@@ -233,12 +233,18 @@ class Pipeline:
         changed: Iterable[str],
         gone: Sequence[str] = (),
         progress: Callable[[int], None] | None = None,
+        *,
+        only_missing: bool = False,
     ) -> BatchReport:
-        """Process and store changed files, then forget gone ones. Chunked transactions."""
+        """Process and store changed files, then forget gone ones. Chunked transactions.
+
+        ``only_missing``: forget only the gone paths still missing once the changed files are
+        read (the watcher's news can be stale by then: a folder renamed and renamed back while
+        its files were read must not leave the feeds for a batch)."""
         if isinstance(changed, Sequence):
             self.ingestor.importing = self._is_import(changed)
         try:
-            return self._ingest(changed, gone, progress)
+            return self._ingest(changed, gone, progress, only_missing)
         finally:
             self.ingestor.importing = False
 
@@ -273,6 +279,7 @@ class Pipeline:
         changed: Iterable[str],
         gone: Sequence[str],
         progress: Callable[[int], None] | None,
+        only_missing: bool,
     ) -> BatchReport:
         report = BatchReport()
         chunk: list[Processed] = []
@@ -284,6 +291,8 @@ class Pipeline:
                     if progress:
                         progress(len(chunk))
                     chunk = []
+            if only_missing:
+                gone = [path for path in gone if not os.path.lexists(path)]
             report.add(self.ingestor.apply(chunk, gone))
         if progress and chunk:
             progress(len(chunk))

@@ -98,8 +98,8 @@ class LiveGauges(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         service = self.service
-        errors, drafts = service.store.count_errors()
-        yield _gauge("feeds_items", "Items currently in the feeds", service.store.count_items())
+        errors, drafts = service.reader.count_errors()
+        yield _gauge("feeds_items", "Items currently in the feeds", service.reader.count_items())
         yield _gauge("feeds_files_pending", "Files waiting to settle", service.watcher.pending)
         yield _gauge("feeds_alert_backlog", "Alerts waiting for delivery", service.alert_backlog())
         rejected = GaugeMetricFamily(
@@ -121,7 +121,7 @@ class LiveGauges(Collector):
             "Publication time of each outlet's newest article (Unix time)",
             labels=["source"],
         )
-        for slug, newest_article in sorted(service.store.newest_article_by_source().items()):
+        for slug, newest_article in sorted(service.reader.newest_article_by_source().items()):
             by_source.add_metric([slug], newest_article.timestamp())
         yield by_source
 
@@ -146,6 +146,10 @@ class Service:
         self.metrics = Metrics()
         self.state = State()
         self.store: Store = open_store(config.state)
+        # /healthz and /metrics read through a connection of their own, from what is committed:
+        # a batch holds the writer's connection for its transaction (a catch-up that may
+        # re-issue ids, for its whole run: minutes at 100,000 articles) and probes must answer.
+        self.reader: Store = open_store(config.state)
         self.state.newest_item = self.store.newest_item_seen()
         self._lock = threading.Lock()
         self._alerts = _alert_hooks(config, self.store, self.metrics)
@@ -182,13 +186,14 @@ class Service:
     def on_batch(self, batch: Batch) -> None:
         # Ingest applies changed files before gone ones, so a path both re-created and listed
         # as gone (directory replaced) must not be forgotten after being re-read. A path that is
-        # there again is not gone either: its own events tell what it is now, and a deletion
-        # seen late (a root removed and restored, then rescanned) must not forget it.
+        # there again when the batch is applied is not gone either: its own events tell what it
+        # is now, and a deletion seen late (a root removed and restored, then rescanned, or a
+        # folder renamed back while its files were read) must not forget it.
         below = {p for folder in batch.gone_dirs for p in self.store.paths_under(folder)}
-        gone = sorted(p for p in (below | batch.gone) - batch.changed if not os.path.lexists(p))
+        gone = sorted((below | batch.gone) - batch.changed)
 
         def run() -> BuildReport:
-            report = self.pipeline.ingest(sorted(batch.changed), gone)
+            report = self.pipeline.ingest(sorted(batch.changed), gone, only_missing=True)
             return BuildReport(batch=report, render=self.pipeline.render())
 
         self._timed("watch", run)
@@ -260,7 +265,7 @@ class Service:
         last = self.state.last_scan
         fresh = last is not None and now - last < stale_after
         backlog = self.alert_backlog()
-        count = self.store.count_items()
+        count = self.reader.count_items()
         newest = self.state.newest_item
         detail: dict[str, object] = {
             "started": self.state.started.isoformat(),
@@ -289,7 +294,7 @@ class Service:
         )
 
     def alert_backlog(self) -> int:
-        return int(self._alerts.backlog())
+        return self.reader.alert_backlog() if self.config.webhooks else 0
 
     def _quiet_for(self, now: datetime) -> float | None:
         """Hours without a new item, when more than ``service.quiet_after_hours`` (the scrapers
@@ -358,6 +363,7 @@ class Service:
             self._alerts.close()
             self._websub.close()
             self.store.close()
+            self.reader.close()
         log.info("stopped")
 
 
@@ -365,9 +371,6 @@ class _NoAlerts:
     sink: EventSink | None = None
 
     def wake(self) -> None: ...
-
-    def backlog(self) -> int:
-        return 0
 
     def schedule(self, scheduler: BackgroundScheduler) -> None: ...
 
@@ -435,8 +438,22 @@ def run_service(config: Config, args: argparse.Namespace) -> int:
     service.stop()
     if reload_requested.is_set():
         log.info("reloading configuration (SIGHUP): restarting in place")
+        _stop_pool_helpers()
         os.execv(sys.executable, [sys.executable, *sys.argv])
     return 0
+
+
+def _stop_pool_helpers() -> None:
+    """Stop and reap the forkserver and resource tracker a big batch started: they are this
+    process's children, and after an exec nothing would reap them (two zombies at every
+    SIGHUP). Their ``_stop`` is multiprocessing's private API (3.8+); without it, nothing."""
+    from multiprocessing import forkserver, resource_tracker
+
+    for module, name in ((forkserver, "_forkserver"), (resource_tracker, "_resource_tracker")):
+        stop = getattr(getattr(module, name, None), "_stop", None)
+        if stop is not None:
+            with contextlib.suppress(OSError):
+                stop()
 
 
 def _listen_address(config: Config, args: argparse.Namespace) -> tuple[str, int, bool]:

@@ -1,4 +1,4 @@
-"""Alert wiring for the service: the ingest sink, the delivery job, the backlog for /healthz."""
+"""Alert wiring for the service: the ingest sink and the delivery job."""
 
 from __future__ import annotations
 
@@ -57,9 +57,6 @@ class AlertHooks:
         """Deliver now rather than at the next tick: new items just arrived."""
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.modify_job("alerts", next_run_time=datetime.now(UTC))
-
-    def backlog(self) -> int:
-        return self.store.alert_backlog()
 
     def stop(self) -> None:
         """Before the scheduler is shut down: the running delivery ends after its request."""

@@ -179,6 +179,25 @@ def test_id_survives_the_founding_file_leaving_the_group(config: Config, article
     assert [Path(p).name for p in after.paths] == ["36kr.md"]  # type: ignore[attr-defined]
 
 
+def test_a_member_rewritten_as_another_story_leaves_it(config: Config, articles: Path) -> None:
+    """The service saw the copy rewritten in place: a fresh build of the same folder has two
+    stories, so the service must too (the wire story must not vanish behind the new one)."""
+    write(articles / "stcn.md", stcn(WIRE), mtime=1_700_000_000)
+    member = write(articles / "36kr.md", kr36(WIRE), mtime=1_700_000_000)
+    build(config)
+    (before,) = item_rows(config)
+    lunch = ["沪指午间收涨0.5%，两市半日成交额超5000亿元，半导体与券商板块领涨。"] * 3
+    write(member, hexo_post("午间收评", lunch, outlet="36kr", date="Mon, 29 Nov 2021 04:00:00 GMT"))
+    report = build(config)
+    assert (report.batch.new, report.batch.removed) == (1, 0)
+    titles = {e.title: e for e in feed_entries(config, "all.atom")}
+    assert sorted(titles) == ["1-10月全国社会物流总额261.8万亿元 同比增长10.5%", "午间收评"]
+    ids = {row.title: row.id for row in item_rows(config)}  # type: ignore[attr-defined]
+    assert ids[before.title] == before.id  # type: ignore[attr-defined]
+    assert titles["午间收评"].published.startswith("2021-11-29T04:00:00")
+    assert [e.title for e in feed_entries(config, "sources/36kr.atom")] == ["午间收评"]
+
+
 def test_a_member_edit_moves_updated_but_keeps_the_guid(config: Config, articles: Path) -> None:
     write(articles / "stcn.md", stcn(WIRE), mtime=1_700_000_000)
     member = write(articles / "36kr.md", kr36(WIRE), mtime=1_700_000_000)

@@ -6,7 +6,7 @@ import errno
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -577,3 +577,32 @@ def test_outlets_whose_names_read_alike_keep_their_own_feeds(
         "北证50指数创年内新高"
     ]
     assert [e.title for e in feed_entries(config, f"sources/{other}")] == ["央行开展逆回购操作"]
+
+
+def test_a_folder_renamed_back_while_its_files_are_read_keeps_its_items(
+    config: Config, articles: Path
+) -> None:
+    """The watcher reports a folder renamed (its old paths gone, the new ones changed); when it is
+    renamed back before the new paths are read, the service's batch must not unpublish its
+    stories for the moment until the rename back is seen (hundreds of items, in the soak)."""
+    folder = articles / "快讯"
+    write(folder / "a.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    moved = articles / "快讯-moved"
+    folder.rename(moved)
+
+    def listed_then_renamed_back() -> Iterator[str]:
+        yield str(moved / "a.md")
+        moved.rename(folder)  # before the batch reads it: the watcher's news is stale
+
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(config, store, workers=1)
+        report = pipeline.ingest(
+            listed_then_renamed_back(), [str(folder / "a.md")], only_missing=True
+        )
+        pipeline.render()
+    finally:
+        store.close()
+    assert report.removed == 0
+    assert [e.title for e in feed_entries(config, "all.rss")] == ["北证50指数创年内新高"]

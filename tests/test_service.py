@@ -488,3 +488,38 @@ def test_without_a_base_url_the_links_follow_the_port_it_serves_on(tmp_path: Pat
         assert service.get("/topics/beijiaosuo.rss").status_code == 200
     finally:
         assert service.stop()[0] == 0
+
+
+def zombie_children(pid: int) -> list[int]:
+    """Children of ``pid`` that ended and were never reaped (state Z)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) == pid and state == "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_sighup_after_a_big_batch_leaves_no_zombie_helpers(tmp_path: Path) -> None:
+    """A batch of 400+ files starts the parser pool's forkserver (and multiprocessing's resource
+    tracker) as children of the service; a restart in place must not leave them unreaped."""
+    config = write_config(tmp_path)
+    for n in range(400):
+        write(tmp_path / "articles" / f"{n:03d}.md", hexo_post(f"第{n}号快讯：北交所新规", BSE))
+    service = ServiceProcess(config, "--workers", "2").wait_ready(timeout=60)
+    try:
+        pid = service.proc.pid
+        service.port = None
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: service.port is not None, what="restart after SIGHUP")
+        service.wait_ready()
+        time.sleep(0.5)  # the old helpers saw their pipes close at the exec and have ended
+        assert zombie_children(pid) == []
+    finally:
+        assert service.stop()[0] == 0
