@@ -263,7 +263,9 @@ class Service:
         now = datetime.now(UTC)
         stale_after = timedelta(seconds=3 * self.config.service.rescan_seconds + 60)
         last = self.state.last_scan
-        fresh = last is not None and now - last < stale_after
+        # Catching up at start counts from the start: the feeds already there are served, and
+        # a liveness probe must not kill a service that is only reading a large archive.
+        fresh = now - (last or self.state.started) < stale_after
         backlog = self.alert_backlog()
         count = self.reader.count_items()
         newest = self.state.newest_item
@@ -271,6 +273,8 @@ class Service:
             "started": self.state.started.isoformat(),
             "newest_item": newest.isoformat() if newest else None,
         }
+        if last is None:
+            detail["catching_up"] = True
         if self.state.last_error:
             detail["last_error"] = self.state.last_error
         if self.config.websub.hubs:

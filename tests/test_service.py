@@ -137,6 +137,25 @@ def test_sigterm_exits_zero_quickly(service: ServiceProcess) -> None:
     assert any("stopped" in line for line in service.log)
 
 
+def test_healthz_is_ok_while_the_start_up_scan_catches_up(tmp_path: Path) -> None:
+    """A liveness probe must not kill a service that is reading a large archive at start:
+    the feeds already written are served meanwhile."""
+    config = write_config(tmp_path)
+    for n in range(3000):
+        write(tmp_path / "articles" / f"{n:04d}.md", hexo_post(f"第{n}号快讯", [f"第{n}号正文。"]))
+    service = ServiceProcess(config)
+    try:
+        wait_for(lambda: service.port is not None, what="the server")
+        answer = service.get("/healthz")
+        body = answer.json()
+        assert body["last_scan"] is None, "caught up before the first look: make the archive larger"
+        assert (answer.status_code, body["status"], body["catching_up"]) == (200, "ok", True)
+        service.wait_ready(timeout=120)
+        assert "catching_up" not in service.health()
+    finally:
+        assert service.stop()[0] == 0
+
+
 READY = (
     "ready: 1 item(s) from 1 article folder(s), 1 rejected file(s) (feeds errors); "
     "watching for changes, full rescan every 600s"
