@@ -101,6 +101,15 @@ def config_at(root: Path, **overrides: Any) -> Config:
     return load_config(None, data, environ={})
 
 
+@pytest.fixture(autouse=True)
+def no_service_left_running() -> Iterator[None]:
+    """A test that fails before stopping the service it started must not leave it running."""
+    yield
+    from tests.service_process import ServiceProcess  # it imports this module
+
+    ServiceProcess.kill_leftovers()
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Config]:
     def factory(**overrides: Any) -> Config:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -48,7 +48,10 @@ keywords = ["新三板"]
 
 
 class ServiceProcess:
+    started: ClassVar[list[ServiceProcess]] = []  # killed after each test (conftest)
+
     def __init__(self, config: Path, *extra: str) -> None:
+        ServiceProcess.started.append(self)
         self.config = config
         self.log: list[str] = []
         self.port: int | None = None
@@ -106,6 +109,12 @@ class ServiceProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+    @classmethod
+    def kill_leftovers(cls) -> None:
+        """A test that failed before stopping its service must not leave it running."""
+        while cls.started:
+            cls.started.pop().kill()
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
