@@ -103,11 +103,13 @@ def config_at(root: Path, **overrides: Any) -> Config:
 
 @pytest.fixture(autouse=True)
 def no_service_left_running() -> Iterator[None]:
-    """A test that fails before stopping the service it started must not leave it running."""
-    yield
+    """A test that fails before stopping the service it started must not leave it running
+    (services of module-scoped fixtures, started before this runs, are theirs to stop)."""
     from tests.service_process import ServiceProcess  # it imports this module
 
-    ServiceProcess.kill_leftovers()
+    before = len(ServiceProcess.started)
+    yield
+    ServiceProcess.kill_leftovers(since=before)
 
 
 @pytest.fixture

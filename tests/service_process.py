@@ -111,9 +111,9 @@ class ServiceProcess:
             self.proc.wait(timeout=10)
 
     @classmethod
-    def kill_leftovers(cls) -> None:
-        """A test that failed before stopping its service must not leave it running."""
-        while cls.started:
+    def kill_leftovers(cls, since: int) -> None:
+        """Kill the services started since the first ``since`` (a failed test's leftovers)."""
+        while len(cls.started) > since:
             cls.started.pop().kill()
 
 
