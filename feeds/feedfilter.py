@@ -70,13 +70,14 @@ class FeedFilter:
         words = {name: _alternatives(given.get(name, ())) for name in WORD_PARAMS}
         if sum(len(found) for found in words.values()) > MAX_WORDS:
             raise FilterError(f"at most {MAX_WORDS} words in all filter parameters")
-        return cls(
+        wanted = cls(
             include=words["filter"],
             include_title=words["filter_title"],
             exclude=words["filterout"],
             exclude_title=words["filterout_title"],
             limit=_limit(given.get("limit", ())),
         )
+        return None if wanted == cls() else wanted  # "?filter=" (a form left empty): none
 
     def query(self) -> str:
         """The canonical query string of this filter (the filtered feed's own URL ends so)."""

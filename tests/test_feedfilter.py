@@ -93,6 +93,8 @@ def test_a_query_is_read_as_utf_8_and_folded() -> None:
 def test_other_parameters_are_no_filter() -> None:
     assert FeedFilter.from_query(b"_=1700000000&utm_source=reader") is None
     assert FeedFilter.from_query(b"limit=5&_=1") == FeedFilter(limit=5)
+    # left empty, or only separators: the feed itself (its self link had a bare "?")
+    assert FeedFilter.from_query(b"filter=&filterout=%7C%20%7C&filter_title=") is None
 
 
 @pytest.mark.parametrize(
