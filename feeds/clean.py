@@ -54,8 +54,16 @@ ALLOWED_TAGS = frozenset(
 )  # fmt: skip
 ALLOWED_ATTRIBUTES = {
     "a": frozenset({"href", "title"}),
-    "img": frozenset({"src", "alt", "title", "width", "height"}),
+    # referrerpolicy: image hosts that refuse other sites' Referer (Sina's) still show in web
+    # readers when the page asks for none, as the scraper wrote it (RSSHub does the same).
+    "img": frozenset({"src", "alt", "title", "width", "height", "referrerpolicy"}),
 }
+REFERRER_POLICIES = frozenset(
+    {
+        "no-referrer", "no-referrer-when-downgrade", "origin", "origin-when-cross-origin",
+        "same-origin", "strict-origin", "strict-origin-when-cross-origin", "unsafe-url",
+    }
+)  # fmt: skip
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
 _IMAGE_EXTRAS = tuple(sorted(ALLOWED_ATTRIBUTES["img"] - {"src"}))
 # Removed together with everything inside them, by pass A and again by the sanitizer.
@@ -877,6 +885,8 @@ def _fix_image(img: _Node, base_url: str | None, tree: _Tree, root: _Node) -> No
         _drop(img)
         return
     kept = {name: _attr(img, name) for name in _IMAGE_EXTRAS}
+    if kept["referrerpolicy"].strip().lower() not in REFERRER_POLICIES:
+        kept["referrerpolicy"] = ""
     img.attrib.clear()
     img.attrib["src"] = url
     for name, value in kept.items():

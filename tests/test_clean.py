@@ -166,6 +166,15 @@ def test_data_image_dropped_mail_kept() -> None:
     assert body.first_image is None
 
 
+def test_an_image_asking_for_no_referrer_keeps_asking() -> None:
+    body = cleaned(
+        '<p>图一<img src="https://n.img.example.cn/a.jpg" referrerpolicy="no-referrer"></p>'
+        '<p>图二<img src="https://n.img.example.cn/b.jpg" referrerpolicy="javascript:x()"></p>'
+    )
+    assert '<img referrerpolicy="no-referrer" src="https://n.img.example.cn/a.jpg">' in body.html
+    assert '<img src="https://n.img.example.cn/b.jpg">' in body.html  # not a policy: dropped
+
+
 # --- hostile markup ------------------------------------------------------------------------
 
 KEPT = "安全的正文句子。"
