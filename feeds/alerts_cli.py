@@ -138,8 +138,14 @@ def row_line(row: OutboxRow) -> str:
 def cmd_retry(args: argparse.Namespace) -> int:
     config = _config(args)
     with opened(config.state, existing=True) as store:
-        count = store.retry_alerts(None if args.all else args.id, utc_now())
+        now = utc_now()
+        count = store.retry_alerts(None if args.all else args.id, now)
+        sending = not args.all and count == 0 and store.alert_leased(args.id, now)
     print(f"{count} alert(s) queued for delivery")
+    if sending:
+        print(f"feeds: alert {args.id!r} is being delivered right now; try again later",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
     if not args.all and count == 0:
         print(f"feeds: no alert {args.id!r}", file=sys.stderr)
         return EXIT_FAILED

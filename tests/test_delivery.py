@@ -907,3 +907,31 @@ def test_alerts_test_message_names_the_topic_and_links_to_feeds_that_exist(
     assert "命中「北交所」" in topic
     assert "[订阅「北交所」](https://feeds.example.org/topics/beijiaosuo.rss)" in topic
     assert "命中「央行」" in word and "(https://feeds.example.org/all.rss)" in word
+
+
+def test_retry_leaves_an_alert_that_is_being_delivered_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text(
+        f'articles = ["{tmp_path}"]\nstate = "{tmp_path / "feeds.db"}"\n'
+        '[[webhooks]]\nname = "desk"\nurl = "http://127.0.0.1:9/"\nkeywords = ["北交所"]\n',
+        encoding="utf-8",
+    )
+    now = datetime.now(UTC)
+    store = open_store(tmp_path / "feeds.db")
+    try:
+        [event] = queue_alerts(store, "desk", ["北交所新规"], now)
+        [row] = all_rows(store)
+        # a delivery (the service, or a cron `alerts deliver`) is sending it right now
+        assert store.claim_alerts([row.id], now, now + timedelta(minutes=1))
+    finally:
+        store.close()
+    for ref in (str(row.id), event):
+        assert main(["alerts", "retry", ref, "--config", str(path)]) == 1
+        assert "is being delivered right now" in capsys.readouterr().err
+    store = open_store(tmp_path / "feeds.db")
+    try:
+        assert store.retry_alerts(str(row.id), now + timedelta(minutes=2)) == 1  # lease over
+    finally:
+        store.close()

@@ -235,17 +235,29 @@ class OutboxMixin:
 
     def retry_alerts(self, ref: str | None, now: datetime) -> int:
         """Make alerts due now with a fresh retry window. ``ref`` is a row id or an event id
-        (any status: a delivered alert is sent again); None retries every failed alert."""
+        (any status: a delivered alert is sent again); None retries every failed alert. A row
+        leased by a delivery under way is left to it: freed, another process would send it
+        while the first still does."""
         reset = (
             "UPDATE alert_outbox SET status = 'pending', next_attempt = ?, window_start = ?, "
             "lease_until = NULL, delivered_at = NULL, digest_id = NULL "
+            "WHERE coalesce(lease_until, 0) <= ? AND "
         )
         moment = _ts(now)
         if ref is None:
-            return self._run(reset + f"WHERE {_FILTERS['failed']}", (moment, moment))
+            return self._run(reset + _FILTERS["failed"], (moment, moment, moment))
         if ref.isdigit():
-            return self._run(reset + "WHERE id = ?", (moment, moment, int(ref)))
-        return self._run(reset + "WHERE event_id = ?", (moment, moment, ref))
+            return self._run(reset + "id = ?", (moment, moment, moment, int(ref)))
+        return self._run(reset + "event_id = ?", (moment, moment, moment, ref))
+
+    def alert_leased(self, ref: str, now: datetime) -> bool:
+        """Whether a delivery is sending this alert (row id or event id) right now."""
+        column = "id" if ref.isdigit() else "event_id"
+        row = self._one(
+            f"SELECT count(*) FROM alert_outbox WHERE {column} = ? AND lease_until > ?",
+            (int(ref) if ref.isdigit() else ref, _ts(now)),
+        )
+        return bool(row and row[0])
 
     def alert_backlog(self) -> int:
         """Alerts not delivered yet (dead letters excluded): for /healthz and metrics."""
