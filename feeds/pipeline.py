@@ -235,20 +235,22 @@ class Pipeline:
         progress: Callable[[int], None] | None = None,
         *,
         only_missing: bool = False,
+        new_files: int | None = None,
     ) -> BatchReport:
         """Process and store changed files, then forget gone ones. Chunked transactions.
 
         ``only_missing``: forget only the gone paths still missing once the changed files are
         read (the watcher's news can be stale by then: a folder renamed and renamed back while
-        its files were read must not leave the feeds for a batch)."""
+        its files were read must not leave the feeds for a batch). ``new_files``: how many of
+        ``changed`` the store does not know, when the caller has counted them already."""
         if isinstance(changed, Sequence):
-            self.ingestor.importing = self._is_import(changed)
+            self.ingestor.importing = self._is_import(changed, new_files)
         try:
             return self._ingest(changed, gone, progress, only_missing)
         finally:
             self.ingestor.importing = False
 
-    def _is_import(self, changed: Sequence[str]) -> bool:
+    def _is_import(self, changed: Sequence[str], new_files: int | None) -> bool:
         """More new files within ``IMPORT_WINDOW`` seconds than ``alert_bulk_files``: an
         archive copied or moved in after the first scan. Its stories are published but alert
         nobody: chat groups would otherwise get every story of the archive."""
@@ -257,8 +259,7 @@ class Pipeline:
             return False
         if not self.keep_file_index and len(changed) <= limit:
             return False  # a one-off run: no window to keep, and too few files to matter
-        known = self._known_files()
-        new = sum(1 for path in changed if path not in known)
+        new = self._count_new(changed) if new_files is None else new_files
         now = time.monotonic()
         recent = self._recent_new
         while recent and recent[0][0] <= now - IMPORT_WINDOW:
@@ -273,6 +274,10 @@ class Pipeline:
             arrived, IMPORT_WINDOW, limit,
         )  # fmt: skip
         return True
+
+    def _count_new(self, paths: Iterable[str], known: Mapping[str, object] | None = None) -> int:
+        known = self._known_files() if known is None else known
+        return sum(1 for path in paths if path not in known)
 
     def _ingest(
         self,
@@ -309,14 +314,15 @@ class Pipeline:
         if not known:
             return self._first_build(progress_factory, archive_there)
         scan = self.scan(known)
-        del known  # not needed during the ingest (≈ 25 MB at 100,000 files)
         changed = [s.path for s in scan.changed]
+        new_files = self._count_new(changed, known)  # for the import guard, while it is here
+        del known  # not needed during the ingest (≈ 25 MB at 100,000 files)
         gone, unchanged, seen = scan.gone, scan.unchanged, scan.seen
         del scan  # its stamps: ~120 bytes a file, 12 MB for a first build of 100,000
         progress = progress_factory(len(changed)) if progress_factory else None
         self.ingestor.refresh_unchanged = self.forced
         try:
-            batch = self._guarded_ingest(changed, gone, progress)
+            batch = self._guarded_ingest(changed, gone, progress, new_files)
         finally:
             self.ingestor.refresh_unchanged = False
         batch.unchanged += unchanged
@@ -344,15 +350,19 @@ class Pipeline:
         return BuildReport(batch=batch, render=self.render(), scanned=batch.seen)
 
     def _guarded_ingest(
-        self, changed: list[str], gone: Sequence[str], progress: Callable[[int], None] | None
+        self,
+        changed: list[str],
+        gone: Sequence[str],
+        progress: Callable[[int], None] | None,
+        new_files: int,
     ) -> BatchReport:
         """Ingest; when files disappeared, all in one transaction that the identity guard can
         roll back: stories vanishing while as many new ones appear means ids would change."""
         existing = self.store.count_items()
         if not gone or self.allow_reissue or existing < GUARD_MIN_ITEMS:
-            return self.ingest(changed, gone, progress)
+            return self.ingest(changed, gone, progress, new_files=new_files)
         with self.store.transaction():
-            batch = self.ingest(changed, gone, progress)
+            batch = self.ingest(changed, gone, progress, new_files=new_files)
             self._check_identity(batch, existing)
         return batch
 
