@@ -346,9 +346,8 @@ class Service:
 
     def _log_ready(self) -> None:
         """One line an operator can read at start: what is published, what is wrong."""
-        with self._lock:
-            items = self.store.count_items()
-            rejected, _drafts = self.store.count_errors()
+        items = self.reader.count_items()
+        rejected, _drafts = self.reader.count_errors()
         log.info(
             "ready: %d item(s) from %d article folder(s), %d rejected file(s) (feeds errors); "
             "watching for changes, full rescan every %ds",
