@@ -87,6 +87,22 @@ def test_bench_cold_hugo_mode(tmp_path: Path) -> None:
     assert re.search(r"ratio feeds\(workers=1\)/hugo: [\d.]+", out)
 
 
+def test_bench_floor(tmp_path: Path) -> None:
+    out = run_bench("bench.bench_floor", tmp_path, "--n", "30", "--runs", "1")
+    assert "# run 1 floor: " in out and "30 articles" in out, out
+    assert re.search(r"^floor work alone: [\d.]+ ms CPU per article", out, re.M), out
+    assert re.search(r"^without sanitizing: [\d.]+ ms CPU per article", out, re.M), out
+    assert "hugo" not in out.split("# machine")[1]
+
+
+def test_bench_floor_hugo_mode(tmp_path: Path) -> None:
+    if shutil.which("hugo") is None:
+        pytest.skip("hugo is not installed (apt-get install -y hugo): Hugo mode not run")
+    out = run_bench("bench.bench_floor", tmp_path, "--n", "30", "--runs", "1", "--hugo")
+    assert re.search(r"^# run 1 hugo: [\d.]+s", out, re.M), out
+    assert re.search(r"^ratio floor/hugo: [\d.]+", out, re.M), out
+
+
 def test_bench_memory(tmp_path: Path) -> None:
     out = run_bench("bench.bench_memory", tmp_path, "--sizes", "20,30")
     assert re.search(r"n=30 +median=[\d.]+s .*tree PSS \d+ MB", out)
