@@ -3,7 +3,8 @@
 FeedsError
 ├── ConfigError            (in feeds.config, not a subclass: a config that cannot be used)
 ├── ArticleError(path, reason)   one file that cannot become an item
-│   └── Unpublished          a draft: recorded the same way, and withdrawn from its item
+│   ├── Unpublished          a draft: recorded the same way, and withdrawn from its item
+│   └── Vanished             moved or deleted between the scan and the read: not recorded
 ├── StoreError             the state database failed (a batch stops and is retried)
 ├── IdentityGuardError     a run would re-issue too many item ids (nothing was changed)
 └── OutputError            the output folder cannot be written
@@ -30,6 +31,14 @@ class ArticleError(FeedsError):
 
 class Unpublished(ArticleError):
     """A post its front matter marks as not published (``draft: true``, ``published: false``)."""
+
+
+class Vanished(ArticleError):
+    """A file moved or deleted between the scan that listed it and its reading.
+
+    Not bad input, so not recorded or logged one by one (a folder renamed during a batch
+    vanishes hundreds at once): the next scan or watcher event settles the path.
+    """
 
 
 DRAFT_REASON = "a draft"  # how an Unpublished file's recorded reason begins

@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 from feeds.classify import TopicMatcher
 from feeds.config import DedupeConfig
 from feeds.dedupe import Identity, identity, new_item_id, quality
-from feeds.errors import ArticleError, Unpublished
+from feeds.errors import ArticleError, Unpublished, Vanished
 from feeds.model import Article, FileStamp, TopicMatch
 from feeds.neardup import NO_ANCHORS, Anchors, Shingles, anchors, shingles, similarity
 from feeds.store import FileRow, Store
@@ -142,6 +142,7 @@ class BatchReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     rejected_news: int = 0  # of those, new files or new reasons (not a retry failing again)
     restored: int = 0  # removed items back in the feeds (a file restored, a draft published)
+    vanished: int = 0  # files moved or deleted before they were read: left to the next scan
     events: int = 0  # item events emitted (alert sinks got them; a build may emit 100,000)
 
     def add(self, other: BatchReport) -> None:
@@ -207,7 +208,9 @@ class Ingestor:
                 self._errors_possible = self.store.has_errors()
                 for item in processed:
                     report.seen += 1
-                    if isinstance(item.result, ArticleError):
+                    if isinstance(item.result, Vanished):
+                        report.vanished += 1
+                    elif isinstance(item.result, ArticleError):
                         self._reject(item.stamp, item.result, report)
                     else:
                         self._accept(item.stamp, item.result, report)

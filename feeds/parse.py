@@ -21,7 +21,7 @@ import yaml
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 
 from feeds.clean import looks_like_html
-from feeds.errors import ArticleError
+from feeds.errors import ArticleError, Vanished
 from feeds.model import BodyFormat, FrontMatterKind, RawArticle
 
 HTML_SUFFIXES = (".html", ".htm")
@@ -153,7 +153,7 @@ def read_bytes(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     except FileNotFoundError as exc:
         if os.path.islink(path):
             raise ArticleError(path, "broken symbolic link (its target does not exist)") from exc
-        raise ArticleError(path, "file vanished before it could be read") from exc
+        raise Vanished(path, "file vanished before it could be read") from exc
     except OSError as exc:
         raise ArticleError(path, _cannot_read(exc)) from exc
     try:

@@ -301,6 +301,11 @@ class Pipeline:
             report.add(self.ingestor.apply(chunk, gone))
         if progress and chunk:
             progress(len(chunk))
+        if report.vanished:
+            log.info(
+                "%d file(s) moved or deleted before they could be read; the next scan settles "
+                "them", report.vanished,
+            )  # fmt: skip
         return report
 
     # -- whole runs ------------------------------------------------------------------------

@@ -513,7 +513,9 @@ def test_a_file_vanishing_during_a_first_build(
 
     monkeypatch.setattr(feeds_pipeline, "every_path", list_then_delete)
     report = build(config)
-    assert report.batch.rejected == [(str(doomed), "file vanished before it could be read")]
+    # Not bad input: counted, not recorded as a rejected file.
+    assert report.batch.vanished == 1 and report.batch.rejected == []
+    assert stored_errors(config) == {}
     assert_good_intact(config, good)
 
 
@@ -534,13 +536,46 @@ def test_a_file_vanishing_between_listing_and_reading(
     monkeypatch.setattr(feeds_pipeline, "scan_changes", scan_then_delete)
     with captured_logs() as records:
         report = build(config)
-    reason = "file vanished before it could be read"
-    assert report.batch.rejected == [(str(doomed), reason)]
-    assert f"rejected {doomed}: {reason}" in messages(records)
+    assert report.batch.vanished == 1 and report.batch.rejected == []
+    assert stored_errors(config) == {}
+    logged = "\n".join(messages(records))
+    assert "1 file(s) moved or deleted before they could be read" in logged
+    assert str(doomed) not in logged  # one line per batch, not one per file
     assert_good_intact(config, good)
     monkeypatch.undo()
-    report = build(config)  # the next scan knows it is gone: the error is forgotten
-    assert report.batch.rejected == [] and stored_errors(config) == {}
+    report = build(config)  # nothing left to settle: the file is not there
+    assert report.batch.vanished == 0 and report.batch.rejected == []
+    assert_good_intact(config, good)
+    write(doomed, post("将要消失"))  # back again: read as a new file
+    report = build(config)
+    assert report.batch.new == 1 and report.batch.vanished == 0
+
+
+def test_a_known_file_vanishing_before_it_is_read_leaves_with_the_next_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edited file deleted before it is read keeps its item until the scan that sees it
+    gone: the read failing is not the news, the deletion is."""
+    config = hostile_config(tmp_path)
+    good = write_good(tmp_path / "articles")
+    doomed = write(tmp_path / "articles" / "doomed.md", post("将要消失"))
+    build(config)
+    write(doomed, post("将要消失", body="改过的正文，内容不同。"))
+    os.utime(doomed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    real_scan = feeds_scan.scan_changes
+
+    def scan_then_delete(*args: Any, **kwargs: Any) -> Any:
+        scanned = real_scan(*args, **kwargs)
+        doomed.unlink()
+        return scanned
+
+    monkeypatch.setattr(feeds_pipeline, "scan_changes", scan_then_delete)
+    report = build(config)
+    assert report.batch.vanished == 1 and report.batch.removed == 0
+    assert stored_errors(config) == {}
+    monkeypatch.undo()
+    report = build(config)
+    assert report.batch.removed == 1 and report.batch.vanished == 0
     assert_good_intact(config, good)
 
 
