@@ -64,10 +64,25 @@ def publish_many(output_dir: Path, files: Sequence[tuple[str, bytes]]) -> list[s
 
     Each file is fsynced before it replaces its target, and every folder that got a new file
     is fsynced afterwards. When one file fails, those renamed before it stay published, the
-    others keep their old content, and PublishError names the one that failed.
+    others keep their old content, and PublishError names the one that failed. When the disk
+    has no room for the whole batch beside the old files, the files are published one at a
+    time, which needs room for only the largest of them.
     """
     root = output_dir.resolve()
     targets = [(relpath, _resolve_target(root, relpath), data) for relpath, data in files]
+    written: list[str] = []
+    try:
+        _publish_together(targets, written)
+    except PublishError as exc:
+        if not _out_of_space(exc):
+            raise
+        for target in targets:
+            _publish_together([target], written)
+    return written
+
+
+def _publish_together(targets: Sequence[tuple[str, Path, bytes]], written: list[str]) -> None:
+    """Stage every changed file, fsync them concurrently, rename them; appends to ``written``."""
     staged: list[_Staged] = []
     renamed: list[_Staged] = []
     try:
@@ -84,11 +99,16 @@ def publish_many(output_dir: Path, files: Sequence[tuple[str, bytes]]) -> list[s
                 os.replace(item.temp, item.target)
             item.temp = ""
             renamed.append(item)
+            written.append(item.relpath)
     finally:
         _discard(staged)
         folders = {item.target.parent: item.relpath for item in renamed}
         _in_parallel(list(folders.items()), _sync_folder)
-    return [item.relpath for item in renamed]
+
+
+def _out_of_space(exc: PublishError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _stage(relpath: str, target: Path, data: bytes) -> _Staged:

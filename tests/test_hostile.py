@@ -36,6 +36,7 @@ from feeds.config import Config
 from feeds.errors import OutputError, StoreError
 from feeds.normalize import LIST_MAX_ITEMS, NAME_MAX_CHARS, TITLE_MAX_CHARS
 from feeds.pipeline import Pipeline
+from feeds.publish import publish_many
 from feeds.store import open_store
 from feeds.text import xml_safe
 from tests.conftest import ROOT, build, config_at, hexo_post, jekyll_post, write
@@ -789,6 +790,22 @@ def test_full_disk_under_the_output_folder(tmp_path: Path) -> None:
         titles = feed_titles(config, "all.rss")
         assert all(f"磁盘满时的新文章{n}" in titles for n in range(10))
         assert_good_intact(config, good)
+
+
+def test_a_batch_too_big_for_the_free_space_is_published_one_file_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """Two 300 KB feeds rewritten on a 1 MB disk: both new files beside the old ones need
+    1.2 MB, one at a time 0.9 MB. The batch must not keep failing for want of room it does
+    not need."""
+    output = tmp_path / "out"
+    with tmpfs(output, "1m"):
+        names = ("all.rss", "topics/x.rss")
+        publish_many(output, [(name, b"a" * 300_000) for name in names])
+        fresh = [(name, bytes([65 + n]) * 300_000) for n, name in enumerate(names, start=1)]
+        assert publish_many(output, fresh) == list(names)
+        assert {name: (output / name).read_bytes() for name in names} == dict(fresh)
+        assert sorted(p.name for p in output.rglob("*.tmp")) == []  # no staged file left
 
 
 def test_full_disk_under_the_state_database(tmp_path: Path) -> None:
