@@ -12,6 +12,12 @@ WebSub hub (hubs are told of the unfiltered feeds only). Its dates (RSS ``lastBu
 ``pubDate``, Atom ``updated``) are those of the items it kept, so an item it drops changes
 none of its bytes and a reader polling it gets ``304``.
 
+``opencc=s2t`` (also RSSHub's) serves the feed in traditional Chinese: ``s2t``, ``s2tw``
+(Taiwan), ``s2twp`` (Taiwan, with its phrases), ``s2hk`` (Hong Kong) or ``t2s``, with OpenCC.
+Only what people read is converted — titles, summaries, the text of the content (not its
+markup, links or image addresses), authors, categories, the feed's title and description —
+and the feed's language says which script it is in.
+
 Pure: bytes in, bytes out.
 """
 
@@ -19,13 +25,17 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import cache
 from urllib.parse import parse_qsl, urlencode
 
+import opencc
 from lxml import etree
+from lxml import html as lxml_html
 
 from feeds.text import fold
 
@@ -33,7 +43,11 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 DC = "{http://purl.org/dc/elements/1.1/}"
 WORD_PARAMS = ("filter", "filter_title", "filterout", "filterout_title")
-PARAMS = (*WORD_PARAMS, "limit")
+PARAMS = (*WORD_PARAMS, "limit", "opencc")
+# OpenCC conversions offered, with the language the converted feed declares.
+CONVERSIONS = {"s2t": "zh-Hant", "s2tw": "zh-TW", "s2twp": "zh-TW", "s2hk": "zh-HK", "t2s": "zh-CN"}
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+READABLE_ATTRIBUTES = ("alt", "title")  # in content: converted; every other attribute is kept
 MAX_WORDS = 64  # alternatives over all parameters
 _TAG = re.compile(r"<[^>]*>")
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
@@ -52,6 +66,7 @@ class FeedFilter:
     exclude: tuple[str, ...] = ()  # none may be in the item's text
     exclude_title: tuple[str, ...] = ()
     limit: int | None = None
+    opencc: str | None = None  # one of CONVERSIONS
 
     @classmethod
     def from_query(cls, query: bytes) -> FeedFilter | None:
@@ -76,6 +91,7 @@ class FeedFilter:
             exclude=words["filterout"],
             exclude_title=words["filterout_title"],
             limit=_limit(given.get("limit", ())),
+            opencc=_conversion(given.get("opencc", ())),
         )
         return None if wanted == cls() else wanted  # "?filter=" (a form left empty): none
 
@@ -92,6 +108,8 @@ class FeedFilter:
         ]
         if self.limit is not None:
             pairs.append(("limit", str(self.limit)))
+        if self.opencc is not None:
+            pairs.append(("opencc", self.opencc))
         return urlencode(pairs)
 
     def keeps(self, title: str, text: str) -> bool:
@@ -115,6 +133,18 @@ def _limit(values: Iterable[str]) -> int | None:
         if not (value.isascii() and value.strip().isdigit()) or int(value) < 1:
             raise FilterError(f"limit must be a whole number above 0, not {value!r}")
         found = int(value) if found is None else min(found, int(value))
+    return found
+
+
+def _conversion(values: Iterable[str]) -> str | None:
+    found = None
+    for value in values:
+        wanted = value.strip().lower()
+        if wanted not in CONVERSIONS:
+            raise FilterError(f"opencc must be one of {', '.join(CONVERSIONS)}, not {value!r}")
+        if found is not None and found != wanted:
+            raise FilterError("opencc given twice with different values")
+        found = wanted
     return found
 
 
@@ -147,6 +177,8 @@ def filter_feed(document: bytes, wanted: FeedFilter, own_url: str) -> bytes:
             kept.append(item)
     if len(kept) < len(items):
         (_date_rss if root.tag == "rss" else _date_atom)(parent, kept)
+    if wanted.opencc is not None:
+        (_convert_rss if root.tag == "rss" else _convert_atom)(parent, wanted.opencc)
     for link in parent.findall(f"{ATOM}link"):
         if link.get("rel") == "hub":
             parent.remove(link)
@@ -219,3 +251,75 @@ def _atom_fields(entry: etree._Element) -> tuple[str, str]:
         *(category.get("term", "") for category in entry.findall(f"{ATOM}category")),
     ]
     return title, "\n".join(parts)
+
+
+# --- simplified/traditional Chinese ------------------------------------------------------------
+
+
+@cache
+def _converter(conversion: str) -> Callable[[str], str]:
+    converter = opencc.OpenCC(conversion)
+    lock = threading.Lock()  # requests are served from a thread pool
+
+    def convert(text: str) -> str:
+        with lock:
+            return str(converter.convert(text))
+
+    return convert
+
+
+def _convert_rss(channel: etree._Element, conversion: str) -> None:
+    convert = _converter(conversion)
+    language = channel.find("language")
+    if language is not None:
+        language.text = CONVERSIONS[conversion]
+    _convert_texts(channel, ("title", "description"), convert)
+    for item in channel.iter("item"):
+        _convert_texts(item, ("title", "description", f"{DC}creator", "category"), convert)
+        for content in item.iter(f"{CONTENT}encoded"):
+            content.text = _convert_markup(content.text, convert)
+
+
+def _convert_atom(feed: etree._Element, conversion: str) -> None:
+    convert = _converter(conversion)
+    feed.set(XML_LANG, CONVERSIONS[conversion])
+    _convert_texts(feed, (f"{ATOM}title", f"{ATOM}subtitle"), convert)
+    for entry in feed.iter(f"{ATOM}entry"):
+        _convert_texts(entry, (f"{ATOM}title", f"{ATOM}author/{ATOM}name"), convert)
+        for element in (*entry.findall(f"{ATOM}summary"), *entry.findall(f"{ATOM}content")):
+            if element.get("type") == "html":
+                element.text = _convert_markup(element.text, convert)
+            else:
+                element.text = convert(element.text or "")
+        for category in entry.findall(f"{ATOM}category"):
+            for attribute in ("term", "label"):
+                if category.get(attribute):
+                    category.set(attribute, convert(category.get(attribute, "")))
+
+
+def _convert_texts(
+    parent: etree._Element, paths: Iterable[str], convert: Callable[[str], str]
+) -> None:
+    for path in paths:
+        for element in parent.findall(path):
+            if element.text:
+                element.text = convert(element.text)
+
+
+def _convert_markup(markup: str | None, convert: Callable[[str], str]) -> str:
+    """The text of an HTML fragment converted; its tags, links and image addresses kept."""
+    if not markup or markup.isascii():
+        return markup or ""
+    holder = lxml_html.fragment_fromstring(markup, create_parent="div")
+    for element in holder.iter():
+        if element.text:
+            element.text = convert(element.text)
+        if element.tail and element is not holder:
+            element.tail = convert(element.tail)
+        for attribute in READABLE_ATTRIBUTES:
+            value = element.get(attribute)
+            if value:
+                element.set(attribute, convert(value))
+    return (holder.text or "") + "".join(
+        lxml_html.tostring(child, encoding="unicode") for child in holder
+    )

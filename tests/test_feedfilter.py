@@ -4,8 +4,10 @@ read back by feedparser."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import feedparser
 import httpx
@@ -277,3 +279,78 @@ def test_a_foreign_feed_file_with_odd_dates_is_still_filtered(
     parsed = feedparser.parse(filtered)
     assert [entry.title for entry in parsed.entries] == ["a", "b"]
     assert f">{kept_date}<".encode() in filtered
+
+
+# --- simplified/traditional Chinese (opencc=…) -------------------------------------------------
+
+
+def test_a_conversion_is_read_checked_and_named_in_the_query() -> None:
+    wanted = FeedFilter.from_query("opencc=S2TW&filter=北交所".encode())
+    assert wanted is not None and wanted.opencc == "s2tw"
+    assert wanted.query() == "filter=%E5%8C%97%E4%BA%A4%E6%89%80&opencc=s2tw"
+    for query in (b"opencc=zh-tw", b"opencc=", b"opencc=s2t&opencc=s2hk"):
+        with pytest.raises(FilterError, match="opencc"):
+            FeedFilter.from_query(query)
+
+
+def contents_and_images(data: bytes) -> tuple[list[str], list[str]]:
+    parsed = feedparser.parse(data)
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    html = [entry.content[0].value for entry in parsed.entries]
+    sources = [src for text in html for src in re.findall(r'src="([^"]+)"', text)]
+    return html, sources
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom"])
+def test_a_converted_feed_is_in_traditional_chinese_but_keeps_its_addresses(
+    make_config: Callable[..., Config], tmp_path: Path, fmt: str
+) -> None:
+    config = make_config(base_url=BASE)
+    figure = '<p><img src="https://img.example.com/图表/发展.png" alt="发展图表"></p>'
+    write(
+        tmp_path / "articles" / "a.md",
+        hexo_post(
+            "北交所发展报告发布", ["北交所发展报告显示，专精特新企业数量增长。"], extra=figure
+        ),
+    )
+    build(config)
+    plain = (config.output / f"all.{fmt}").read_bytes()
+    wanted = FeedFilter.from_query(b"opencc=s2tw")
+    assert wanted is not None
+    converted = filter_feed(plain, wanted, f"{BASE}all.{fmt}?opencc=s2tw")
+    parsed = feedparser.parse(converted)
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    entry = parsed.entries[0]
+    assert entry.title == "北交所發展報告發布"
+    assert "專精特新企業數量增長" in entry.summary
+    assert parsed.feed.language == "zh-TW"
+    assert entry.author == "證券時報網"
+    assert "證券時報網" in {tag.term for tag in entry.tags}
+    html, sources = contents_and_images(converted)
+    assert "專精特新企業數量增長" in html[0] and 'alt="發展圖表"' in html[0]
+    # Image addresses untouched (lxml writes non-ASCII in them percent-encoded, as browsers
+    # send them anyway).
+    assert [unquote(src) for src in sources] == contents_and_images(plain)[1] != []
+    original = feedparser.parse(plain).entries[0]
+    assert (entry.get("link"), entry.id) == (original.get("link"), original.id)
+    t2s = FeedFilter.from_query(b"opencc=t2s")
+    assert t2s is not None
+    back = feedparser.parse(filter_feed(converted, t2s, f"{BASE}all.{fmt}?opencc=t2s"))
+    assert back.entries[0].title == "北交所发展报告发布" and back.feed.language == "zh-CN"
+
+
+def test_a_served_conversion_is_cached_like_a_filter(server: str, built: Config) -> None:
+    first = httpx.get(f"{server}/all.atom", params={"opencc": "s2hk", "filter": "北交所"})
+    assert first.status_code == 200
+    assert titles(first.content) == ["北交所發佈新規"]
+    assert feedparser.parse(first.content).feed.id.endswith(
+        "/all.atom?filter=%E5%8C%97%E4%BA%A4%E6%89%80&opencc=s2hk"
+    )
+    again = httpx.get(
+        f"{server}/all.atom",
+        params={"opencc": "s2hk", "filter": "北交所"},
+        headers={"If-None-Match": first.headers["etag"]},
+    )
+    assert again.status_code == 304
+    bad = httpx.get(f"{server}/all.atom", params={"opencc": "klingon"})
+    assert bad.status_code == 400 and "opencc must be one of" in bad.text
