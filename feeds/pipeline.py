@@ -268,7 +268,9 @@ class Pipeline:
         arrived = sum(count for _, count in recent)
         if new == 0 or arrived <= limit:
             return False
-        log.warning(
+        # Only worth a warning where there are webhooks to hold back.
+        log.log(
+            logging.WARNING if self.config.webhooks else logging.INFO,
             "%d new files in %d s: taken as an archive import, their stories send no alerts "
             "(alert_bulk_files = %d)",
             arrived, IMPORT_WINDOW, limit,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import time
@@ -519,6 +520,7 @@ def new_stories(articles: Path, prefix: str, count: int) -> list[str]:
 def test_an_archive_copied_in_later_is_published_but_announces_nothing(
     make_config: Callable[..., Config], articles: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "feeds.pipeline")
     config = make_config(alert_bulk_files=5)
     write(articles / "first.md", hexo_post("北证50指数创年内新高", STORY))
     build(config)  # the first scan: backfill, no alerts whatever the count
@@ -534,7 +536,9 @@ def test_an_archive_copied_in_later_is_published_but_announces_nothing(
         events.clear()
         report = pipeline.ingest(new_stories(articles, "旧档", 10))  # an archive copied in
         assert report.new == 10 and events == []
-        assert "13 new files in 60 s: taken as an archive import" in caplog.text
+        (noted,) = [r for r in caplog.records if "taken as an archive import" in r.message]
+        assert noted.message.startswith("13 new files in 60 s")
+        assert noted.levelno == logging.INFO  # no webhooks: nothing held back, no warning
         pipeline.ingest(new_stories(articles, "尾随", 1))  # the same minute: still the import
         assert events == []
         pipeline._recent_new.clear()  # the minute is over
@@ -545,6 +549,24 @@ def test_an_archive_copied_in_later_is_published_but_announces_nothing(
     finally:
         store.close()
     assert len(items(config)) == 16  # every story is published
+
+
+def test_an_import_is_a_warning_where_webhooks_would_have_alerted(
+    make_config: Callable[..., Config], articles: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hook = {"name": "team", "url": "http://127.0.0.1:9/hook", "keywords": ["公告"]}
+    config = make_config(alert_bulk_files=2, webhooks=[hook])
+    write(articles / "first.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(config, store, workers=1, keep_file_index=True)
+        with caplog.at_level(logging.INFO, "feeds.pipeline"):
+            pipeline.ingest(new_stories(articles, "旧档", 3))
+    finally:
+        store.close()
+    (noted,) = [r for r in caplog.records if "taken as an archive import" in r.message]
+    assert noted.levelno == logging.WARNING
 
 
 @pytest.mark.parametrize("limit, alerted", [(5, 0), (0, 8)])
