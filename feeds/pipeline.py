@@ -244,22 +244,25 @@ class Pipeline:
         its files were read must not leave the feeds for a batch). ``new_files``: how many of
         ``changed`` the store does not know, when the caller has counted them already."""
         if isinstance(changed, Sequence):
-            self.ingestor.importing = self._is_import(changed, new_files)
+            self.ingestor.importing = self._is_import(changed, new_files, len(gone))
         try:
             return self._ingest(changed, gone, progress, only_missing)
         finally:
             self.ingestor.importing = False
 
-    def _is_import(self, changed: Sequence[str], new_files: int | None) -> bool:
+    def _is_import(self, changed: Sequence[str], new_files: int | None, gone: int) -> bool:
         """More new files within ``IMPORT_WINDOW`` seconds than ``alert_bulk_files``: an
         archive copied or moved in after the first scan. Its stories are published but alert
-        nobody: chat groups would otherwise get every story of the archive."""
+        nobody: chat groups would otherwise get every story of the archive. Files that left
+        in the same batch are taken off: a folder renamed or moved within the archive brings
+        as many new paths as it takes away, and is no import."""
         limit = self.config.alert_bulk_files
         if not limit or not changed:
             return False
         if not self.keep_file_index and len(changed) <= limit:
             return False  # a one-off run: no window to keep, and too few files to matter
         new = self._count_new(changed) if new_files is None else new_files
+        new = max(0, new - gone)
         now = time.monotonic()
         recent = self._recent_new
         while recent and recent[0][0] <= now - IMPORT_WINDOW:

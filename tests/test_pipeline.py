@@ -551,6 +551,30 @@ def test_an_archive_copied_in_later_is_published_but_announces_nothing(
     assert len(items(config)) == 16  # every story is published
 
 
+def test_a_folder_renamed_within_the_archive_is_no_import(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    """Its files are new paths, but as many left: real news in the same minute still alerts."""
+    config = make_config(alert_bulk_files=5)
+    before = new_stories(articles / "证券时报网", "旧闻", 8)
+    build(config)
+    events: list[str] = []
+    store = open_store(config.state)
+    try:
+        pipeline = Pipeline(
+            config, store, workers=1, on_event=lambda _, e: events.append(e.article.title),
+            keep_file_index=True,
+        )  # fmt: skip
+        (articles / "证券时报网").rename(articles / "证券时报")
+        after = [str(articles / "证券时报" / "旧闻" / Path(path).name) for path in before]
+        report = pipeline.ingest(after, before)
+        assert report.new == 0 and report.removed == 0 and events == []
+        pipeline.ingest(new_stories(articles, "突发", 1))  # the same minute
+        assert events == ["突发第0号公告"]
+    finally:
+        store.close()
+
+
 def test_an_import_is_a_warning_where_webhooks_would_have_alerted(
     make_config: Callable[..., Config], articles: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
