@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import functools
 import logging
 import os
@@ -206,6 +207,21 @@ class _WatchdogTroubleListener(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._on_trouble(f"watchdog: {record.getMessage()}")
+
+
+def _limit_hint(exc: OSError) -> str:
+    """What to do when the kernel's inotify limits refuse a watch (one watch per folder)."""
+    if exc.errno == errno.ENOSPC:
+        return (
+            " (raise fs.inotify.max_user_watches: one watch per folder below the article "
+            "folders; until then changes are found by the full rescan)"
+        )
+    if exc.errno == errno.EMFILE:
+        return (
+            " (raise fs.inotify.max_user_instances; until then changes are found by the full "
+            "rescan)"
+        )
+    return ""
 
 
 def _signature(path: str) -> Signature | None:
@@ -431,7 +447,7 @@ class ArticleWatcher:
         try:
             watch = observer.schedule(handler, root.watched, recursive=True)
         except OSError as exc:
-            log.warning("cannot watch article folder %s: %s", path, exc)
+            log.warning("cannot watch article folder %s: %s%s", path, exc, _limit_hint(exc))
             self._note_lost_events(f"cannot watch {path}")
             self._set_unwatched(path, f"cannot watch: {exc}", was_watched=replaced)
             return False

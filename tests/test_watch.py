@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from feeds.watch import COMPLETE_QUIET, WORKER_THREAD_NAME, ArticleWatcher, Batch
+from feeds.watch import COMPLETE_QUIET, WORKER_THREAD_NAME, ArticleWatcher, Batch, _limit_hint
 
 EDITOR_LEFTOVERS = ("*.swp", "*~", "*.tmp", "#*#")
 
@@ -529,3 +530,18 @@ def test_folder_renamed_within_the_root_arrives_as_one_batch(
     assert with_dir[0].changed == frozenset(expected)
     assert sorted(recorder.changed()) == sorted(expected)
     assert recorder.gone() == set()
+
+
+@pytest.mark.parametrize(
+    "code, setting",
+    [
+        (errno.ENOSPC, "fs.inotify.max_user_watches"),
+        (errno.EMFILE, "fs.inotify.max_user_instances"),
+    ],
+)
+def test_a_refused_watch_names_the_kernel_limit_to_raise(code: int, setting: str) -> None:
+    """What watchdog raises when inotify runs out (the limits are system-wide, so they are not
+    lowered here): the log line must tell the operator which setting to raise."""
+    hint = _limit_hint(OSError(code, "inotify watch limit reached"))
+    assert setting in hint and "full rescan" in hint
+    assert _limit_hint(OSError(errno.EACCES, "Permission denied")) == ""
