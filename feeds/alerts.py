@@ -4,7 +4,8 @@ Everything here is pure (data in, data out) except ``AlertPlanner``, the Ingesto
 ``on_event`` sink, which writes outbox rows through the store inside the ingest transaction.
 
 * Matching: a webhook's topics (by slug, from the item's ``TopicMatch``es) and keywords (folded
-  like topics: NFKC, traditional -> simplified, case-folded), optional sources and event kinds.
+  like topics: NFKC, traditional -> simplified, case-folded), optional sources and event kinds;
+  an excluded keyword in the webhook's fields mutes the item for it.
 * Identity: ``event_id`` is a stable hash of (item id, webhook name, event type), plus the new
   fingerprint and updated time for ``item.updated``; the outbox refuses a second copy.
 * Planning: ``AlertPlanner`` queues one Standard Webhooks payload per (event, matching webhook);
@@ -97,6 +98,7 @@ class WebhookRule:
     def __init__(self, webhook: WebhookConfig) -> None:
         self.webhook = webhook
         self.keywords = tuple((fold(k), k) for k in webhook.keywords if k.strip())
+        self.excluded = tuple(fold(k) for k in webhook.exclude_keywords if k.strip())
         self.topics = frozenset(webhook.topics)
         self.sources = frozenset(webhook.sources)
 
@@ -117,7 +119,14 @@ class WebhookRule:
             return None
         if self.sources and not self.sources & {article.source_slug, *sources}:
             return None
+        if self.excluded and self._is_excluded(article):
+            return None
         return self._by_topic(article, topics) or self._by_keyword(article)
+
+    def _is_excluded(self, article: Article) -> bool:
+        """An excluded word in any of the webhook's ``fields`` mutes the item for it."""
+        texts = [fold(field_text(article, name)) for name in self.webhook.fields]
+        return any(word in text for text in texts for word in self.excluded)
 
     def _by_topic(self, article: Article, topics: Sequence[TopicMatch]) -> MatchReason | None:
         for match in topics:
