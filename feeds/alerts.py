@@ -98,7 +98,7 @@ class WebhookRule:
     def __init__(self, webhook: WebhookConfig) -> None:
         self.webhook = webhook
         self.keywords = tuple((fold(k), k) for k in webhook.keywords if k.strip())
-        self.excluded = tuple(fold(k) for k in webhook.exclude_keywords if k.strip())
+        self.excluded = tuple(fold(k) for k in webhook.exclude if k.strip())
         self.topics = frozenset(webhook.topics)
         self.sources = frozenset(webhook.sources)
 

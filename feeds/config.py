@@ -181,7 +181,7 @@ class WebhookConfig(_Strict):
     secret: str | None = None  # or "env:VAR" / "file:PATH"
     topics: tuple[Slug, ...] = ()
     keywords: tuple[str, ...] = ()
-    exclude_keywords: tuple[str, ...] = ()  # any of these in `fields`: no alert
+    exclude: tuple[str, ...] = ()  # any of these in `fields`: no alert (as for topics)
     sources: tuple[Slug, ...] = ()
     events: tuple[WebhookEvent, ...] = ("item.new",)
     fields: tuple[TopicField, ...] = ("title", "summary", "content")

@@ -379,12 +379,12 @@ def test_prepare_request_puts_signatures_where_each_platform_expects_them() -> N
 
 
 def test_excluded_keywords_mute_a_webhook_whatever_matched() -> None:
-    muted = rule(keywords=["北交所"], topics=["beijiaosuo"], exclude_keywords=["广告"])
+    muted = rule(keywords=["北交所"], topics=["beijiaosuo"], exclude=["广告"])
     plain = article(title="北交所发布新规", text="北交所今日发布新规。")
     assert muted.match("item.new", plain, []) is not None
     advert = article(title="北交所开户优惠", text="廣告：北交所开户，佣金低至万一。")  # traditional
     topic = [TopicMatch("beijiaosuo", "keywords", "北交所", "title")]
     assert muted.match("item.new", advert, topic) is None  # neither the topic nor the keyword
     assert rule(keywords=["北交所"]).match("item.new", advert, []) is not None
-    in_title_only = rule(keywords=["北交所"], exclude_keywords=["广告"], fields=["title"])
+    in_title_only = rule(keywords=["北交所"], exclude=["广告"], fields=["title"])
     assert in_title_only.match("item.new", advert, []) is not None  # 廣告 is in the content
