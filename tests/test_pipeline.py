@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -517,6 +518,19 @@ def new_stories(articles: Path, prefix: str, count: int) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def service_pipeline(config: Config, events: list[str]) -> Iterator[Pipeline]:
+    """A pipeline as the service keeps one (file index in memory), recording alerted titles."""
+    store = open_store(config.state)
+    try:
+        yield Pipeline(
+            config, store, workers=1, on_event=lambda _, e: events.append(e.article.title),
+            keep_file_index=True,
+        )  # fmt: skip
+    finally:
+        store.close()
+
+
 def test_an_archive_copied_in_later_is_published_but_announces_nothing(
     make_config: Callable[..., Config], articles: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -525,12 +539,7 @@ def test_an_archive_copied_in_later_is_published_but_announces_nothing(
     write(articles / "first.md", hexo_post("北证50指数创年内新高", STORY))
     build(config)  # the first scan: backfill, no alerts whatever the count
     events: list[str] = []
-    store = open_store(config.state)
-    try:
-        pipeline = Pipeline(
-            config, store, workers=1, on_event=lambda _, e: events.append(e.article.title),
-            keep_file_index=True,
-        )  # fmt: skip
+    with service_pipeline(config, events) as pipeline:
         pipeline.ingest(new_stories(articles, "日常", 3))  # everyday news: announced
         assert sorted(events) == ["日常第0号公告", "日常第1号公告", "日常第2号公告"]
         events.clear()
@@ -546,8 +555,6 @@ def test_an_archive_copied_in_later_is_published_but_announces_nothing(
         assert events == ["次日第0号公告"]
         pipeline.ingest(new_stories(articles, "旧档", 10))  # rewritten, not new: no import
         assert len(events) == 1
-    finally:
-        store.close()
     assert len(items(config)) == 16  # every story is published
 
 
@@ -559,20 +566,13 @@ def test_a_folder_renamed_within_the_archive_is_no_import(
     before = new_stories(articles / "证券时报网", "旧闻", 8)
     build(config)
     events: list[str] = []
-    store = open_store(config.state)
-    try:
-        pipeline = Pipeline(
-            config, store, workers=1, on_event=lambda _, e: events.append(e.article.title),
-            keep_file_index=True,
-        )  # fmt: skip
+    with service_pipeline(config, events) as pipeline:
         (articles / "证券时报网").rename(articles / "证券时报")
         after = [str(articles / "证券时报" / "旧闻" / Path(path).name) for path in before]
         report = pipeline.ingest(after, before)
         assert report.new == 0 and report.removed == 0 and events == []
         pipeline.ingest(new_stories(articles, "突发", 1))  # the same minute
         assert events == ["突发第0号公告"]
-    finally:
-        store.close()
 
 
 def test_an_import_is_a_warning_where_webhooks_would_have_alerted(
@@ -582,13 +582,8 @@ def test_an_import_is_a_warning_where_webhooks_would_have_alerted(
     config = make_config(alert_bulk_files=2, webhooks=[hook])
     write(articles / "first.md", hexo_post("北证50指数创年内新高", STORY))
     build(config)
-    store = open_store(config.state)
-    try:
-        pipeline = Pipeline(config, store, workers=1, keep_file_index=True)
-        with caplog.at_level(logging.INFO, "feeds.pipeline"):
-            pipeline.ingest(new_stories(articles, "旧档", 3))
-    finally:
-        store.close()
+    with service_pipeline(config, []) as pipeline, caplog.at_level(logging.INFO, "feeds.pipeline"):
+        pipeline.ingest(new_stories(articles, "旧档", 3))
     (noted,) = [r for r in caplog.records if "taken as an archive import" in r.message]
     assert noted.levelno == logging.WARNING
 
