@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,8 @@ from bench.common import (
     config_extra,
     corpus,
     corpus_options,
+    find_hugo,
+    hugo_build,
     machine,
     mb,
     median,
@@ -78,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_dedupe_argument(parser)
     args = parser.parse_args(argv)
     extra = config_extra(args)
-    hugo = shutil.which("hugo")
-    if args.hugo and hugo is None:
-        parser.error("--hugo: hugo is not installed (apt-get install -y hugo)")
+    hugo = find_hugo(parser, args.hugo)
     opts = corpus_options(args)
     articles = corpus(args.workdir, args.n, **opts)
     run_dir = args.workdir / f"cold-n{args.n}"
@@ -104,13 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             digests[workers].add(output_digest(out))
             print(f"# run {run + 1} feeds workers={workers}: {result.seconds:.2f}s "
                   f"{result.stdout.strip()}", flush=True)  # fmt: skip
-        if args.hugo:
-            assert hugo is not None
-            clear(site / "public", site / "resources")
-            cmd = [hugo, "--source", str(site), "--destination", str(site / "public"), "--quiet"]
-            result = check(run_measured(cmd), "hugo")
-            hugo_runs.append(result)
-            print(f"# run {run + 1} hugo: {result.seconds:.2f}s", flush=True)
+        if hugo is not None:
+            hugo_runs.append(hugo_build(hugo, site))
+            print(f"# run {run + 1} hugo: {hugo_runs[-1].seconds:.2f}s", flush=True)
     print(f"cold build, {args.n} articles; {machine()}")
     for workers in settings:
         print(describe(f"feeds workers={workers}", args.n, results[workers]))

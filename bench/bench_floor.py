@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import sqlite3
 import sys
 import time
@@ -41,6 +40,8 @@ from bench.common import (
     clear,
     corpus,
     corpus_options,
+    find_hugo,
+    hugo_build,
     machine,
     median,
     reproduce,
@@ -124,9 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = floor_build(Path(args.child[0]), Path(args.child[1]), args.workers)
         print(f"{count} articles")
         return 0
-    hugo = shutil.which("hugo")
-    if args.hugo and hugo is None:
-        parser.error("--hugo: hugo is not installed (apt-get install -y hugo)")
+    hugo = find_hugo(parser, args.hugo)
     opts = corpus_options(args)
     articles = corpus(args.workdir, args.n, **opts)
     run_dir = args.workdir / f"floor-n{args.n}"
@@ -144,11 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = check(run_measured(child, cwd=ROOT), "floor build")
         floor_runs.append(result)
         print(f"# run {run + 1} floor: {result.seconds:.2f}s {result.stdout.strip()}", flush=True)
-        if args.hugo:
-            assert hugo is not None
-            clear(site / "public", site / "resources")
-            cmd = [hugo, "--source", str(site), "--destination", str(site / "public"), "--quiet"]
-            hugo_runs.append(check(run_measured(cmd), "hugo"))
+        if hugo is not None:
+            hugo_runs.append(hugo_build(hugo, site))
             print(f"# run {run + 1} hugo: {hugo_runs[-1].seconds:.2f}s", flush=True)
     floor_median = median([r.seconds for r in floor_runs])
     print(f"floor build, {args.n} articles, {args.workers} workers; {machine()}")

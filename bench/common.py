@@ -437,3 +437,21 @@ def timer() -> Iterator[list[float]]:
         yield box
     finally:
         box.append(time.perf_counter() - started)
+
+
+# --- Hugo, the peer ----------------------------------------------------------------------------
+
+
+def find_hugo(parser: argparse.ArgumentParser, wanted: bool) -> str | None:
+    """The hugo executable when ``wanted`` (a usage error if it is not installed)."""
+    hugo = shutil.which("hugo")
+    if wanted and hugo is None:
+        parser.error("--hugo: hugo is not installed (apt-get install -y hugo)")
+    return hugo if wanted else None
+
+
+def hugo_build(hugo: str, site: Path) -> Run:
+    """One timed ``hugo`` build of ``site`` from scratch (its public folder and caches cleared)."""
+    clear(site / "public", site / "resources")
+    cmd = [hugo, "--source", str(site), "--destination", str(site / "public"), "--quiet"]
+    return check(run_measured(cmd), "hugo")
