@@ -34,6 +34,13 @@ UPDATED_KEYS = ("updated", "lastmod", "last_modified_at", "modified", "updated_a
 IMAGE_KEYS = ("headimg", "thumbnail", "image", "cover", "banner")
 SUMMARY_KEYS = ("description", "summary", "excerpt")
 SOURCE_KEYS = ("source", "author")
+# Every front-matter field normalization reads: a post's front matter names at least one.
+FRONT_MATTER_KEYS = frozenset(
+    (
+        "title", "categories", "tags", "draft", "published", "lang", "language",
+        *LINK_KEYS, *DATE_KEYS, *UPDATED_KEYS, *IMAGE_KEYS, *SUMMARY_KEYS, *SOURCE_KEYS,
+    )
+)  # fmt: skip
 TITLE_FROM_BODY_CHARS = 60
 # Bounds on front-matter fields (a 4 MB title or 200,000 tags would be copied into every feed).
 TITLE_MAX_CHARS = 300

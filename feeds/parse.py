@@ -1,9 +1,11 @@
 """File -> ``RawArticle``: read bytes, decode, split front matter. Nothing is interpreted here.
 
 Front matter: YAML between ``---`` lines (leading blank lines allowed) or TOML between ``+++``
-lines, split with python-frontmatter's handlers. YAML is loaded with the C safe loader; a
-document that could contain aliases goes through a loader that refuses them, so an alias bomb
-costs nothing. Every failure is an ``ArticleError`` with the path and one line of reason.
+lines, split with python-frontmatter's handlers; or, as Hexo reads it, YAML from the first line
+to the first ``---`` line when it names a field normalization reads. YAML is loaded with the C
+safe loader; a document that could contain aliases goes through a loader that refuses them, so
+an alias bomb costs nothing. Every failure is an ``ArticleError`` with the path and one line of
+reason.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from feeds.clean import looks_like_html
 from feeds.errors import ArticleError
 from feeds.model import BodyFormat, FrontMatterKind, RawArticle
+from feeds.normalize import FRONT_MATTER_KEYS
 
 HTML_SUFFIXES = (".html", ".htm")
 _ALIAS_OR_ANCHOR = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\]}]")
@@ -136,8 +139,9 @@ class _TomlHandler(BaseHandler):
         return tomllib.loads(fm)
 
 
+_YAML_HANDLER = _SafeYAMLHandler()
 _HANDLERS: tuple[tuple[FrontMatterKind, BaseHandler], ...] = (
-    ("yaml", _SafeYAMLHandler()),
+    ("yaml", _YAML_HANDLER),
     ("toml", _TomlHandler()),
 )
 
@@ -269,7 +273,36 @@ def split_front_matter(text: str, path: str) -> tuple[dict[str, Any], str, Front
         except ValueError:
             raise ArticleError(path, f"unterminated {kind.upper()} front matter") from None
         return _load_meta(handler, kind, raw_meta, path), body, kind
+    unprefixed = _unprefixed_front_matter(stripped, path)
+    if unprefixed is not None:
+        return unprefixed
     return {}, text, "none"
+
+
+# Hexo (hexo-front-matter) also reads a post whose front matter starts on the first line and
+# ends at the first "---" line. Such a line is just as often a Markdown rule or a setext
+# heading's underline, so what precedes it counts only when it names a field feeds reads.
+_CLOSING_LINE = re.compile(r"^-{3,}[ \t]*$", re.MULTILINE)
+# The first line of a YAML mapping: comments, then "key:" (prose does not open like that).
+_MAPPING_START = re.compile(r"(?:[ \t]*(?:#.*)?\n)*[^\s#:][^\n:]*:(?:[ \t]|$)", re.MULTILINE)
+_KNOWN_KEY_LINE = re.compile(
+    rf"^(?:{'|'.join(map(re.escape, FRONT_MATTER_KEYS))})[ \t]*:(?:[ \t]|$)", re.MULTILINE
+)
+
+
+def _unprefixed_front_matter(
+    text: str, path: str
+) -> tuple[dict[str, Any], str, FrontMatterKind] | None:
+    closing = _CLOSING_LINE.search(text)
+    if closing is None:
+        return None
+    head = text[: closing.start()]
+    if not (_MAPPING_START.match(head) and _KNOWN_KEY_LINE.search(head)):
+        return None  # a body with a horizontal rule, not a post without its opening "---"
+    meta = _load_meta(_YAML_HANDLER, "yaml", head, path)
+    if not FRONT_MATTER_KEYS.intersection(meta):
+        return None
+    return meta, text[closing.end() :], "yaml"
 
 
 def _load_meta(handler: BaseHandler, kind: str, raw: str, path: str) -> dict[str, Any]:
@@ -314,6 +347,9 @@ RETRIED_REASONS = frozenset(
 )
 
 
+NO_FRONT_MATTER = "no front matter (not an article: posts start with --- or +++)"
+
+
 def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int) -> RawArticle:
     if "\r" in text:  # each test is one scan; each replace is another, and a copy
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -322,7 +358,7 @@ def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int)
             text = text.replace(escaped, plain)
     meta, body, kind = split_front_matter(text, path)
     if kind == "none":
-        raise ArticleError(path, "no front matter (not an article: posts start with --- or +++)")
+        raise ArticleError(path, NO_FRONT_MATTER)
     body = body.strip("\n")
     return RawArticle(
         path=path,
