@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 BodyFormat = Literal["html", "markdown"]
-FrontMatterKind = Literal["yaml", "toml", "none"]
+FrontMatterKind = Literal["yaml", "toml", "json", "none"]
 Dialect = Literal["hexo", "jekyll", "plain"]
 DateOrigin = Literal["front-matter", "file-name", "mtime"]
 

@@ -1,8 +1,9 @@
 """File -> ``RawArticle``: read bytes, decode, split front matter. Nothing is interpreted here.
 
 Front matter: YAML between ``---`` lines (leading blank lines allowed) or TOML between ``+++``
-lines, split with python-frontmatter's handlers; or, as Hexo reads it, YAML from the first line
-to the first ``---`` line when it names a field normalization reads. YAML is loaded with the C
+lines, split with python-frontmatter's handlers, or Hexo's JSON between ``;;;`` lines; or, as
+Hexo reads them, YAML (JSON) from the first line to the first ``---`` (``;;;``) line when it
+names a field normalization reads. YAML is loaded with the C
 safe loader; a document that could contain aliases goes through a loader that refuses them, so
 an alias bomb costs nothing. Every failure is an ``ArticleError`` with the path and one line of
 reason.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import json
 import os
 import re
 import tomllib
@@ -131,6 +133,17 @@ class _SafeYAMLHandler(YAMLHandler):
         return yaml.load(fm, Loader=loader)
 
 
+class _JsonHandler(BaseHandler):
+    """Hexo's JSON front matter: the members of an object between ``;;;`` lines (Hexo adds the
+    braces itself; an object written with its braces is read too)."""
+
+    FM_BOUNDARY = re.compile(r"^;{3,}[ \t]*$", re.MULTILINE)
+    START_DELIMITER = END_DELIMITER = ";;;"
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return json.loads(fm if fm.lstrip().startswith("{") else "{" + fm + "}")
+
+
 class _TomlHandler(BaseHandler):
     FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
     START_DELIMITER = END_DELIMITER = "+++"
@@ -140,9 +153,11 @@ class _TomlHandler(BaseHandler):
 
 
 _YAML_HANDLER = _SafeYAMLHandler()
+_JSON_HANDLER = _JsonHandler()
 _HANDLERS: tuple[tuple[FrontMatterKind, BaseHandler], ...] = (
     ("yaml", _YAML_HANDLER),
     ("toml", _TomlHandler()),
+    ("json", _JSON_HANDLER),
 )
 
 
@@ -280,14 +295,20 @@ def split_front_matter(text: str, path: str) -> tuple[dict[str, Any], str, Front
 
 
 # Hexo (hexo-front-matter) also reads a post whose front matter starts on the first line and
-# ends at the first "---" line. Such a line is just as often a Markdown rule or a setext
-# heading's underline, so what precedes it counts only when it names a field feeds reads.
-_CLOSING_LINE = re.compile(r"^-{3,}[ \t]*$", re.MULTILINE)
-# The first line of a YAML mapping: comments, then "key:" (prose does not open like that).
-_MAPPING_START = re.compile(r"(?:[ \t]*(?:#.*)?\n)*[^\s#:][^\n:]*:(?:[ \t]|$)", re.MULTILINE)
-_KNOWN_KEY_LINE = re.compile(
-    rf"^(?:{'|'.join(map(re.escape, FRONT_MATTER_KEYS))})[ \t]*:(?:[ \t]|$)", re.MULTILINE
-)
+# ends at the first "---" (YAML) or ";;;" (JSON) line. Such a "---" line is just as often a
+# Markdown rule or a setext heading's underline, so what precedes it counts only when it opens
+# like a mapping and names a field feeds reads.
+_CLOSING_LINE = re.compile(r"^(?:-{3,}|;{3,})[ \t]*$", re.MULTILINE)
+_KEYS = "|".join(map(re.escape, sorted(FRONT_MATTER_KEYS)))
+# YAML: comment lines, then a "key:" line (prose does not open like that); JSON: "{" or "key":
+_OPENINGS: dict[FrontMatterKind, re.Pattern[str]] = {
+    "yaml": re.compile(r"(?:[ \t]*(?:#.*)?\n)*[^\s#:][^\n:]*:(?:[ \t]|$)", re.MULTILINE),
+    "json": re.compile(r'\s*(?:\{|"[^"\n]*"\s*:)'),
+}
+_KNOWN_KEYS: dict[FrontMatterKind, re.Pattern[str]] = {
+    "yaml": re.compile(rf"^(?:{_KEYS})[ \t]*:(?:[ \t]|$)", re.MULTILINE),
+    "json": re.compile(rf'"(?:{_KEYS})"\s*:'),
+}
 
 
 def _unprefixed_front_matter(
@@ -296,19 +317,21 @@ def _unprefixed_front_matter(
     closing = _CLOSING_LINE.search(text)
     if closing is None:
         return None
+    kind: FrontMatterKind = "json" if closing.group().startswith(";") else "yaml"
     head = text[: closing.start()]
-    if not (_MAPPING_START.match(head) and _KNOWN_KEY_LINE.search(head)):
+    if not (_OPENINGS[kind].match(head) and _KNOWN_KEYS[kind].search(head)):
         return None  # a body with a horizontal rule, not a post without its opening "---"
-    meta = _load_meta(_YAML_HANDLER, "yaml", head, path)
+    handler = _JSON_HANDLER if kind == "json" else _YAML_HANDLER
+    meta = _load_meta(handler, kind, head, path)
     if not FRONT_MATTER_KEYS.intersection(meta):
         return None
-    return meta, text[closing.end() :], "yaml"
+    return meta, text[closing.end() :], kind
 
 
 def _load_meta(handler: BaseHandler, kind: str, raw: str, path: str) -> dict[str, Any]:
     try:
         meta = handler.load(raw)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ArticleError(path, f"bad {kind.upper()} front matter: {_describe(exc)}") from exc
     except Exception as exc:  # the loaders' own bugs, e.g. "!!timestamp 'x'" -> AttributeError
         raise ArticleError(path, f"bad {kind.upper()} front matter: {type(exc).__name__}") from exc
@@ -326,6 +349,8 @@ def _describe(exc: Exception) -> str:
         mark = exc.context_mark or exc.problem_mark
         what = f"{exc.context}: {exc.problem}" if exc.context else exc.problem
         return f"line {mark.line + 1}: {what}"
+    if isinstance(exc, json.JSONDecodeError):  # lineno counts from 1, from the file's first line
+        return f"line {exc.lineno}: {exc.msg}"
     return " ".join(str(exc).split())[:300]
 
 
@@ -347,7 +372,7 @@ RETRIED_REASONS = frozenset(
 )
 
 
-NO_FRONT_MATTER = "no front matter (not an article: posts start with --- or +++)"
+NO_FRONT_MATTER = "no front matter (not an article: posts start with ---, +++ or ;;;)"
 
 
 def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int) -> RawArticle:
