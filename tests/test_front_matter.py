@@ -10,6 +10,7 @@ import pytest
 
 from feeds.config import Config
 from feeds.errors import ArticleError
+from feeds.normalize import NormalizeRules, normalize
 from feeds.parse import parse_file
 from tests.conftest import OTHER, STORY, build, feed_entries, write
 
@@ -138,3 +139,75 @@ def test_a_json_post_is_published_and_a_broken_one_stops_nothing(
     assert entry.title == "逆回购操作平稳"
     assert entry.published.startswith("2024-05-14T01:20:00")  # 09:20 Beijing time
     assert {tag.term for tag in entry.tags} == {"央行", "流动性"}
+
+
+# --- author: a person is the entry's author, never an outlet -------------------------------
+
+
+def hexo_front(author: str, title: str = "稿件", extra: str = "") -> str:
+    return (
+        f"---\ntitle: {title}\ncategories:\n - 金融\n - 证券时报网\n - 快讯\n"
+        f"author: {author}\n{extra}date: Tue, 14 May 2024 10:35:00 GMT\n---\n\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("author", "outlet", "people"),
+    [
+        ("记者 张三", "证券时报网", "张三"),
+        ("本报记者：李四", "证券时报网", "李四"),
+        ("记者王五", "证券时报网", "王五"),
+        ("作者/赵六", "证券时报网", "赵六"),
+        ("文/钱七", "证券时报网", "钱七"),
+        ("新浪财经记者 孙八", "新浪财经", "孙八"),  # a configured outlet before the role word
+        ("张三、李四", "证券时报网", "张三、李四"),
+        ("张三 李四", "证券时报网", "张三 李四"),
+        ("[张三, 李四]", "证券时报网", "张三、李四"),
+        ("{name: 张三, link: 'https://example.org/zhang'}", "证券时报网", "张三"),
+        # outlets stay outlets: the corpus's own spellings, and names that only look alike
+        ("新浪财经", "新浪财经", ""),
+        ("DT 财经", "DT 财经", ""),
+        ("每经网", "每日经济新闻", ""),
+        ("编辑部", "编辑部", ""),
+        ("文汇报", "文汇报", ""),
+        ("张三", "张三", ""),  # a bare name cannot be told from an outlet's: as before
+    ],
+)
+def test_an_author_naming_people_is_no_outlet(
+    make_config: Callable[..., Config], tmp_path: Path, author: str, outlet: str, people: str
+) -> None:
+    path = write(tmp_path / "a.md", hexo_front(author) + f"<p>{STORY[0]}</p>\n")
+    article = normalize(parse_file(path, LIMIT), NormalizeRules.from_config(make_config()))
+    assert (article.source_name, article.author) == (outlet, people)
+
+
+def test_a_byline_without_another_outlet_signal_is_an_unknown_outlet(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    text = f"---\ntitle: 稿件\nauthor: 记者 张三\n---\n\n{STORY[0]}\n"
+    article = normalize(
+        parse_file(write(tmp_path / "a.md", text), LIMIT), NormalizeRules.from_config(make_config())
+    )
+    assert (article.source_name, article.author) == ("未知来源", "张三")
+
+
+def test_reporters_share_their_outlet_feed_and_are_named_as_its_authors(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(articles / "a.md", hexo_front("记者 张三", "甲") + f"<p>{STORY[0]}</p><p>{STORY[1]}</p>")
+    write(articles / "b.md", hexo_front("记者 李四", "乙") + f"<p>{OTHER[0]}</p><p>{OTHER[1]}</p>")
+    sourced = hexo_front("王五", "丙", extra="source: 财联社\n")
+    write(articles / "c.md", sourced + "<p>北交所今日新增两家上市公司，首日平均涨幅居前。</p>")
+    write(
+        articles / "d.md",
+        hexo_front("证券时报网", "丁") + "<p>逆回购到期量较大，央行加量续作。</p>",
+    )
+    config = make_config()
+    assert build(config).batch.rejected == []
+    outlet_feeds = sorted(p.name for p in (config.output / "sources").glob("*.atom"))
+    assert outlet_feeds == ["cailianshe.atom", "zhengquanshibaowang.atom"]  # no reporter feeds
+    expected = {"甲": "张三", "乙": "李四", "丙": "王五", "丁": "证券时报网"}
+    for feed in ("all.atom", "all.rss"):
+        assert {e.title: e.author for e in feed_entries(config, feed)} == expected, feed
+    outlet = feed_entries(config, "sources/zhengquanshibaowang.rss")
+    assert sorted(e.title for e in outlet) == ["丁", "乙", "甲"]
