@@ -1,11 +1,11 @@
 """File -> ``RawArticle``: read bytes, decode, split front matter. Nothing is interpreted here.
 
-Front matter: YAML between ``---`` lines (leading blank lines allowed) or TOML between ``+++``
-lines, split with python-frontmatter's handlers, or Hexo's JSON between ``;;;`` lines; or, as
-Hexo reads them, YAML (JSON) from the first line to the first ``---`` (``;;;``) line when it
-names a field normalization reads. YAML is loaded with the C
-safe loader; a document that could contain aliases goes through a loader that refuses them, so
-an alias bomb costs nothing. Every failure is an ``ArticleError`` with the path and one line of
+Front matter: YAML between ``---`` lines (leading blank lines allowed; Jekyll's ``...`` ends it
+too) or TOML between ``+++`` lines, split with python-frontmatter's handlers, or Hexo's JSON
+between ``;;;`` lines; or, as Hexo reads them, YAML (JSON) from the first line to the first
+``---`` (``;;;``) line when it names a field normalization reads. YAML is loaded with the C safe
+loader; a document that could contain aliases goes through a loader that refuses them, so an
+alias bomb costs nothing. Every failure is an ``ArticleError`` with the path and one line of
 reason.
 """
 
@@ -122,7 +122,18 @@ def _hexo_tabs(match: re.Match[str]) -> str:
     return "\n" + "  " * (len(match.group()) - 1)
 
 
+# Jekyll ends front matter at a "---" or a "..." line (YAML's own document end marker).
+_YAML_END = re.compile(r"^(?:-{3,}|\.{3})\s*$", re.MULTILINE)
+
+
 class _SafeYAMLHandler(YAMLHandler):
+    def split(self, text: str) -> tuple[str, str]:
+        opening = self.FM_BOUNDARY.match(text)
+        closing = _YAML_END.search(text, opening.end()) if opening is not None else None
+        if opening is None or closing is None:
+            raise ValueError("unterminated")
+        return text[opening.end() : closing.start()], text[closing.end() :]
+
     def load(self, fm: str, **kwargs: object) -> Any:
         if "\n\t" in fm:
             fm = _LEADING_TABS.sub(_hexo_tabs, fm)

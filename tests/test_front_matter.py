@@ -211,3 +211,18 @@ def test_reporters_share_their_outlet_feed_and_are_named_as_its_authors(
         assert {e.title: e.author for e in feed_entries(config, feed)} == expected, feed
     outlet = feed_entries(config, "sources/zhengquanshibaowang.rss")
     assert sorted(e.title for e in outlet) == ["丁", "乙", "甲"]
+
+
+# --- Jekyll: front matter closed by "..." ------------------------------------------------------
+
+
+def test_jekyll_front_matter_closed_by_dots_is_read(tmp_path: Path) -> None:
+    # Jekyll ends front matter at "---" or "..." (YAML's document end): before, the file was
+    # "unterminated", or its front matter ran on to a rule in the body and broke
+    front = '---\nlayout: post\ntitle: "点号结尾"\ndate: 2024-05-14 10:41:02 +0800\n...\n'
+    text = f"{front}\n{OTHER[0]}\n"
+    raw = parse_file(write(tmp_path / "dots.md", text), LIMIT)
+    assert (raw.meta["title"], raw.body) == ("点号结尾", OTHER[0])
+    with_rule = text + f"\n---\n\n{OTHER[1]}\n"
+    raw = parse_file(write(tmp_path / "rule.md", with_rule), LIMIT)
+    assert (raw.meta["title"], raw.body) == ("点号结尾", f"{OTHER[0]}\n\n---\n\n{OTHER[1]}")
