@@ -385,10 +385,10 @@ def _outlet_from_body_or_path(
 ) -> Outlet:
     if body.source_line:
         return sources.resolve(body.source_line)
-    categories = _string_list(meta.get("categories"))
-    if len(categories) >= 3:  # Hexo category path: 金融/<outlet>/<feed>
-        return sources.resolve(categories[1])
-    for candidate in (*_string_list(meta.get("tags")), *categories):
+    path = _category_path(meta.get("categories"))
+    if len(path) >= 3:  # Hexo category path: 金融/<outlet>/<feed>
+        return sources.resolve(path[1])
+    for candidate in (*_string_list(meta.get("tags")), *_category_names(meta)):
         known = sources.lookup(candidate)
         if known is not None:
             return known
@@ -396,21 +396,44 @@ def _outlet_from_body_or_path(
     return sources.resolve(tags[0] if tags else UNKNOWN_SOURCE)
 
 
+_LIST_SEPARATORS = re.compile("[,，、]")
+
+
 def _string_list(value: object) -> list[str]:
-    """Categories or tags: at most ``LIST_MAX_ITEMS`` names of ``NAME_MAX_CHARS`` each."""
+    """Categories or tags: at most ``LIST_MAX_ITEMS`` names of ``NAME_MAX_CHARS`` each. A string
+    is split at commas (``,`` ``，`` ``、``), else at spaces (Jekyll's lists); nested lists
+    (Hexo's category hierarchies, ``[[金融, 证券时报网], 快讯]``) give all their names."""
     if isinstance(value, str):
-        parts: list[object] = list(value.split(",") if "," in value else value.split())
+        split = _LIST_SEPARATORS.split if _LIST_SEPARATORS.search(value) else str.split
+        parts: list[object] = list(split(value))
     elif isinstance(value, list | tuple):
-        parts = list(value)
+        parts = [part for item in value for part in _nested(item)]
     else:
         return []
     names = (plain(part)[:NAME_MAX_CHARS].strip() for part in parts)
     return list(islice((name for name in names if name), LIST_MAX_ITEMS))
 
 
+def _nested(item: object) -> list[object]:
+    return list(item[:LIST_MAX_ITEMS]) if isinstance(item, list | tuple) else [item]
+
+
+def _category_path(value: object) -> list[str]:
+    """The hierarchy a Hexo post is filed under: its category list, or the first of several
+    (``[[金融, 证券时报网, 快讯], [专题]]``; a plain name among them is a hierarchy of one)."""
+    if isinstance(value, list | tuple) and any(isinstance(item, list | tuple) for item in value):
+        return _string_list(_nested(value[0]))
+    return _string_list(value)
+
+
+def _category_names(meta: Mapping[str, Any]) -> list[str]:
+    """``categories``, and Jekyll's singular ``category`` (one name, as Jekyll reads it)."""
+    return [*_string_list(meta.get("categories")), *_string_list([meta.get("category")])]
+
+
 def _categories(meta: Mapping[str, Any]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for value in (*_string_list(meta.get("categories")), *_string_list(meta.get("tags"))):
+    for value in (*_category_names(meta), *_string_list(meta.get("tags"))):
         seen.setdefault(value, None)
     return tuple(seen)
 

@@ -226,3 +226,30 @@ def test_jekyll_front_matter_closed_by_dots_is_read(tmp_path: Path) -> None:
     with_rule = text + f"\n---\n\n{OTHER[1]}\n"
     raw = parse_file(write(tmp_path / "rule.md", with_rule), LIMIT)
     assert (raw.meta["title"], raw.body) == ("点号结尾", f"{OTHER[0]}\n\n---\n\n{OTHER[1]}")
+
+
+# --- categories and tags as Hexo and Jekyll write them -----------------------------------------
+
+
+def test_hexo_category_hierarchies_jekyll_category_and_chinese_commas_are_read(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    front = "---\ntitle: {title}\ndate: 2024-05-14 10:00:00\n{fields}---\n\n"
+    posts = {
+        # Hexo: a list of hierarchies; the first one is the 金融/<outlet>/<feed> path
+        "层级": ("categories:\n - [金融, 格隆汇, 主题文章]\n - [专题, 北交所]\n", STORY),
+        # Jekyll: one category in the singular, tags in a string with Chinese commas
+        "单数": ("category: 市场观察\ntags: 新股，北交所、流动性\n", OTHER),
+    }
+    for title, (fields, paragraphs) in posts.items():
+        text = front.format(title=title, fields=fields) + "\n\n".join(paragraphs) + "\n"
+        write(articles / f"{title}.md", text)
+    config = make_config()
+    assert build(config).batch.rejected == []
+    terms = {e.title: [t.term for t in e.tags] for e in feed_entries(config, "all.atom")}
+    assert terms == {
+        "层级": ["金融", "格隆汇", "主题文章", "专题", "北交所"],
+        "单数": ["市场观察", "新股", "北交所", "流动性"],
+    }
+    (outlet,) = feed_entries(config, "sources/gelonghui.atom")
+    assert outlet.title == "层级"
