@@ -41,6 +41,10 @@ FRONT_MATTER_KEYS = frozenset(
         *LINK_KEYS, *DATE_KEYS, *UPDATED_KEYS, *IMAGE_KEYS, *SUMMARY_KEYS, *SOURCE_KEYS,
     )
 )  # fmt: skip
+# What reading a file yields (parse and normalize): raised when a release reads existing files
+# differently, so that a store built before re-reads every file once. 2: Hexo's unopened and
+# JSON front matter, Jekyll's "...", authors naming people, category hierarchies.
+READ_VERSION = "2"
 TITLE_FROM_BODY_CHARS = 60
 # Bounds on front-matter fields (a 4 MB title or 200,000 tags would be copied into every feed).
 TITLE_MAX_CHARS = 300

@@ -4,14 +4,19 @@ each file parsed from disk, and the build's feeds read back with feedparser."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from feeds.config import Config
+from feeds.dedupe import FINGERPRINT_VERSION
 from feeds.errors import ArticleError
+from feeds.neardup import ANCHOR_VERSION
 from feeds.normalize import NormalizeRules, normalize
 from feeds.parse import parse_file
+from feeds.pipeline import NORMALIZE_FIELDS, config_digest
+from feeds.store import open_store
 from tests.conftest import OTHER, STORY, build, feed_entries, write
 
 LIMIT = 1_000_000
@@ -253,3 +258,31 @@ def test_hexo_category_hierarchies_jekyll_category_and_chinese_commas_are_read(
     }
     (outlet,) = feed_entries(config, "sources/gelonghui.atom")
     assert outlet.title == "层级"
+
+
+# --- a store built before these rules ----------------------------------------------------------
+
+
+def test_a_store_built_before_these_rules_reads_its_files_again(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    write(articles / "a.md", hexo_front("证券时报网", "甲") + f"<p>{STORY[0]}</p>")
+    config = make_config()
+    build(config)
+    # What the release before left behind: Hexo's unopened post rejected, and its digest
+    unopened = write(articles / "unopened.md", UNOPENED)
+    stat = unopened.stat()
+    store = open_store(config.state)
+    try:
+        with store.transaction():
+            store.record_error(
+                str(unopened), "no front matter", stat.st_size, stat.st_mtime_ns, datetime.now(UTC)
+            )
+            before = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}"  # its CODE_VERSIONS
+            old_digest = config_digest(config, *NORMALIZE_FIELDS) + before
+            store.set_meta("normalize_digest", old_digest)
+    finally:
+        store.close()
+    report = build(config)
+    assert report.batch.rejected == []
+    assert sorted(e.title for e in feed_entries(config, "all.atom")) == ["北证50盘中创新高", "甲"]
