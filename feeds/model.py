@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 BodyFormat = Literal["html", "markdown"]
-FrontMatterKind = Literal["yaml", "toml", "none"]
+FrontMatterKind = Literal["yaml", "toml", "json", "none"]
 Dialect = Literal["hexo", "jekyll", "plain"]
 DateOrigin = Literal["front-matter", "file-name", "mtime"]
 
@@ -69,6 +69,7 @@ class Article:
     text: str  # plain text of the content, used for fingerprints and topic matching
     summary: str
     image: str | None
+    author: str = ""  # the people front-matter ``author`` names (never the outlet's name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ class FeedItem:
     image: str | None
     language: str = "zh-CN"
     sources: tuple[tuple[str, str], ...] = ()  # every (slug, name) the story came from
+    author: str = ""  # the people who wrote it, when its front matter names them
 
 
 FeedKind = Literal["all", "source", "topic"]

@@ -34,6 +34,17 @@ UPDATED_KEYS = ("updated", "lastmod", "last_modified_at", "modified", "updated_a
 IMAGE_KEYS = ("headimg", "thumbnail", "image", "cover", "banner")
 SUMMARY_KEYS = ("description", "summary", "excerpt")
 SOURCE_KEYS = ("source", "author")
+# Every front-matter field normalization reads: a post's front matter names at least one.
+FRONT_MATTER_KEYS = frozenset(
+    (
+        "title", "categories", "tags", "draft", "published", "lang", "language",
+        *LINK_KEYS, *DATE_KEYS, *UPDATED_KEYS, *IMAGE_KEYS, *SUMMARY_KEYS, *SOURCE_KEYS,
+    )
+)  # fmt: skip
+# What reading a file yields (parse and normalize): raised when a release reads existing files
+# differently, so that a store built before re-reads every file once. 2: Hexo's unopened and
+# JSON front matter, Jekyll's "...", authors naming people, category hierarchies.
+READ_VERSION = "2"
 TITLE_FROM_BODY_CHARS = 60
 # Bounds on front-matter fields (a 4 MB title or 200,000 tags would be copied into every feed).
 TITLE_MAX_CHARS = 300
@@ -78,7 +89,8 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
     draft = _draft_flag(meta)
     if draft:
         raise Unpublished(raw.path, f"{DRAFT_REASON} ({draft} in its front matter): not published")
-    declared_outlet = _declared_outlet(meta, rules.sources)
+    byline = _byline(meta.get("author"), rules.sources)
+    declared_outlet = _declared_outlet(meta, byline, rules.sources)
     link = _meta_link(meta)
     if raw.body_format == "markdown":
         html_body = markdown_to_html(without_template_tags(raw.body))
@@ -108,6 +120,7 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         updated=_first_date(meta, UPDATED_KEYS, rules.zone, outlet.gmt_is_local),
         source_name=outlet.name,
         source_slug=outlet.slug,
+        author=_item_author(byline, outlet),
         categories=_categories(meta),
         language=_text(meta.get("lang") or meta.get("language")) or rules.language,
         content_html=body.html,
@@ -291,12 +304,84 @@ def _published(raw: RawArticle, zone: ZoneInfo, outlet: Outlet) -> tuple[datetim
     return datetime.fromtimestamp(raw.mtime_ns / 1e9, UTC).replace(microsecond=0), "mtime"
 
 
-def _declared_outlet(meta: Mapping[str, Any], sources: SourceResolver) -> Outlet | None:
-    for key in SOURCE_KEYS:
-        name = plain(meta.get(key))[:NAME_MAX_CHARS].strip()
-        if name:
-            return sources.resolve(name)
-    return None
+@dataclass(frozen=True, slots=True)
+class Byline:
+    """What front-matter ``author`` says: the people who wrote the article, or an outlet."""
+
+    written: str  # the value as written (plain text)
+    people: str  # the names, without a role word ("张三、李四"); "" when it names an outlet
+    outlet: Outlet | None  # the outlet ``author`` names, if any: "新浪财经", or "证券时报记者 张三"
+
+
+# A reporter's byline: an optional outlet ("证券时报", "本报"), a role word, then the names
+# ("记者 张三", "本报记者：李四", "作者/王五", "记者张三"). "文/" and "图/" credits need the slash.
+_ROLES = "责任编辑|实习记者|特约记者|记者|作者|编辑|责编|撰稿|撰文|采写|编译|整理|主笔"
+_ROLE_BYLINE = re.compile(
+    rf"^(?P<outlet>[^\s：:/／|]{{0,12}}?)\s*(?:{_ROLES})"
+    r"(?P<separator>\s*[：:/／|]\s*|\s+)?(?P<people>\S.*)$"
+)
+_CREDIT_BYLINE = re.compile(r"^(?:文|图|摄影|口述)\s*[/／：:|]\s*(?P<people>\S.*)$")
+# Several people: names of two to four Chinese characters, listed with "、" "，" "," "/" ";"
+# (or spaces, for names of two or three characters that do not end like an outlet's name).
+_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
+_NAME_LIST_SEPARATORS = re.compile(r"\s*[、，,/／;；|]\s*")
+_OUTLET_ENDINGS = (*"网社报台刊站所部会局院", "财经", "新闻", "资讯", "快讯")
+
+
+def _byline(value: object, sources: SourceResolver) -> Byline | None:
+    if isinstance(value, Mapping):  # Hexo themes' "author: {name: 张三, link: …}": a person
+        value = [value.get("name")]
+    if isinstance(value, list | tuple):  # "author: [张三, 李四]": an outlet is never a list
+        names = "、".join(_string_list(value))
+        return Byline(names, names, None) if names else None
+    written = plain(value)[:NAME_MAX_CHARS].strip()
+    if not written:
+        return None
+    credit = _CREDIT_BYLINE.match(written)
+    if credit is not None:
+        return Byline(written, credit["people"], None)
+    role = _ROLE_BYLINE.match(written)
+    if role is not None and (role["separator"] or _is_name(role["people"])):
+        outlet = role["outlet"]
+        return Byline(written, role["people"], sources.lookup(outlet) if outlet else None)
+    if _is_name_list(written):
+        return Byline(written, written, None)
+    return Byline(written, "", sources.resolve(written))
+
+
+def _is_name_list(text: str) -> bool:
+    names = _NAME_LIST_SEPARATORS.split(text)
+    if len(names) < 2:
+        names = text.split()
+        if any(len(name) > 3 for name in names):
+            return False
+    return len(names) >= 2 and all(_is_name(name) for name in names)
+
+
+def _is_name(text: str) -> bool:
+    return _NAME.fullmatch(text) is not None and not text.endswith(_OUTLET_ENDINGS)
+
+
+def _declared_outlet(
+    meta: Mapping[str, Any], byline: Byline | None, sources: SourceResolver
+) -> Outlet | None:
+    """The outlet ``source`` names, else the one ``author`` names (never a person's name)."""
+    name = plain(meta.get("source"))[:NAME_MAX_CHARS].strip()
+    if name:
+        return sources.resolve(name)
+    return byline.outlet if byline is not None else None
+
+
+def _item_author(byline: Byline | None, outlet: Outlet) -> str:
+    """Who the entry names as its author instead of its outlet: the people ``author`` names,
+    or what ``author`` says when ``source`` named another outlet."""
+    if byline is None:
+        return ""
+    if byline.people:
+        return byline.people
+    if byline.outlet is not None and byline.outlet.slug != outlet.slug:
+        return byline.written
+    return ""
 
 
 def _outlet_from_body_or_path(
@@ -304,10 +389,10 @@ def _outlet_from_body_or_path(
 ) -> Outlet:
     if body.source_line:
         return sources.resolve(body.source_line)
-    categories = _string_list(meta.get("categories"))
-    if len(categories) >= 3:  # Hexo category path: 金融/<outlet>/<feed>
-        return sources.resolve(categories[1])
-    for candidate in (*_string_list(meta.get("tags")), *categories):
+    path = _category_path(meta.get("categories"))
+    if len(path) >= 3:  # Hexo category path: 金融/<outlet>/<feed>
+        return sources.resolve(path[1])
+    for candidate in (*_string_list(meta.get("tags")), *_category_names(meta)):
         known = sources.lookup(candidate)
         if known is not None:
             return known
@@ -315,21 +400,44 @@ def _outlet_from_body_or_path(
     return sources.resolve(tags[0] if tags else UNKNOWN_SOURCE)
 
 
+_LIST_SEPARATORS = re.compile("[,，、]")
+
+
 def _string_list(value: object) -> list[str]:
-    """Categories or tags: at most ``LIST_MAX_ITEMS`` names of ``NAME_MAX_CHARS`` each."""
+    """Categories or tags: at most ``LIST_MAX_ITEMS`` names of ``NAME_MAX_CHARS`` each. A string
+    is split at commas (``,`` ``，`` ``、``), else at spaces (Jekyll's lists); nested lists
+    (Hexo's category hierarchies, ``[[金融, 证券时报网], 快讯]``) give all their names."""
     if isinstance(value, str):
-        parts: list[object] = list(value.split(",") if "," in value else value.split())
+        split = _LIST_SEPARATORS.split if _LIST_SEPARATORS.search(value) else str.split
+        parts: list[object] = list(split(value))
     elif isinstance(value, list | tuple):
-        parts = list(value)
+        parts = [part for item in value for part in _nested(item)]
     else:
         return []
     names = (plain(part)[:NAME_MAX_CHARS].strip() for part in parts)
     return list(islice((name for name in names if name), LIST_MAX_ITEMS))
 
 
+def _nested(item: object) -> list[object]:
+    return list(item[:LIST_MAX_ITEMS]) if isinstance(item, list | tuple) else [item]
+
+
+def _category_path(value: object) -> list[str]:
+    """The hierarchy a Hexo post is filed under: its category list, or the first of several
+    (``[[金融, 证券时报网, 快讯], [专题]]``; a plain name among them is a hierarchy of one)."""
+    if isinstance(value, list | tuple) and any(isinstance(item, list | tuple) for item in value):
+        return _string_list(_nested(value[0]))
+    return _string_list(value)
+
+
+def _category_names(meta: Mapping[str, Any]) -> list[str]:
+    """``categories``, and Jekyll's singular ``category`` (one name, as Jekyll reads it)."""
+    return [*_string_list(meta.get("categories")), *_string_list([meta.get("category")])]
+
+
 def _categories(meta: Mapping[str, Any]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for value in (*_string_list(meta.get("categories")), *_string_list(meta.get("tags"))):
+    for value in (*_category_names(meta), *_string_list(meta.get("tags"))):
         seen.setdefault(value, None)
     return tuple(seen)
 

@@ -1,15 +1,19 @@
 """File -> ``RawArticle``: read bytes, decode, split front matter. Nothing is interpreted here.
 
-Front matter: YAML between ``---`` lines (leading blank lines allowed) or TOML between ``+++``
-lines, split with python-frontmatter's handlers. YAML is loaded with the C safe loader; a
-document that could contain aliases goes through a loader that refuses them, so an alias bomb
-costs nothing. Every failure is an ``ArticleError`` with the path and one line of reason.
+Front matter: YAML between ``---`` lines (leading blank lines allowed; Jekyll's ``...`` ends it
+too) or TOML between ``+++`` lines, split with python-frontmatter's handlers, or Hexo's JSON
+between ``;;;`` lines; or, as Hexo reads them, YAML (JSON) from the first line to the first
+``---`` (``;;;``) line when it names a field normalization reads. YAML is loaded with the C safe
+loader; a document that could contain aliases goes through a loader that refuses them, so an
+alias bomb costs nothing. Every failure is an ``ArticleError`` with the path and one line of
+reason.
 """
 
 from __future__ import annotations
 
 import codecs
 import errno
+import json
 import os
 import re
 import tomllib
@@ -23,6 +27,7 @@ from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from feeds.clean import looks_like_html
 from feeds.errors import ArticleError, Vanished
 from feeds.model import BodyFormat, FrontMatterKind, RawArticle
+from feeds.normalize import FRONT_MATTER_KEYS
 
 HTML_SUFFIXES = (".html", ".htm")
 _ALIAS_OR_ANCHOR = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\]}]")
@@ -117,7 +122,18 @@ def _hexo_tabs(match: re.Match[str]) -> str:
     return "\n" + "  " * (len(match.group()) - 1)
 
 
+# Jekyll ends front matter at a "---" or a "..." line (YAML's own document end marker).
+_YAML_END = re.compile(r"^(?:-{3,}|\.{3})\s*$", re.MULTILINE)
+
+
 class _SafeYAMLHandler(YAMLHandler):
+    def split(self, text: str) -> tuple[str, str]:
+        opening = self.FM_BOUNDARY.match(text)
+        closing = _YAML_END.search(text, opening.end()) if opening is not None else None
+        if opening is None or closing is None:
+            raise ValueError("unterminated")
+        return text[opening.end() : closing.start()], text[closing.end() :]
+
     def load(self, fm: str, **kwargs: object) -> Any:
         if "\n\t" in fm:
             fm = _LEADING_TABS.sub(_hexo_tabs, fm)
@@ -128,6 +144,17 @@ class _SafeYAMLHandler(YAMLHandler):
         return yaml.load(fm, Loader=loader)
 
 
+class _JsonHandler(BaseHandler):
+    """Hexo's JSON front matter: the members of an object between ``;;;`` lines (Hexo adds the
+    braces itself; an object written with its braces is read too)."""
+
+    FM_BOUNDARY = re.compile(r"^;{3,}[ \t]*$", re.MULTILINE)
+    START_DELIMITER = END_DELIMITER = ";;;"
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return json.loads(fm if fm.lstrip().startswith("{") else "{" + fm + "}")
+
+
 class _TomlHandler(BaseHandler):
     FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
     START_DELIMITER = END_DELIMITER = "+++"
@@ -136,9 +163,12 @@ class _TomlHandler(BaseHandler):
         return tomllib.loads(fm)
 
 
+_YAML_HANDLER = _SafeYAMLHandler()
+_JSON_HANDLER = _JsonHandler()
 _HANDLERS: tuple[tuple[FrontMatterKind, BaseHandler], ...] = (
-    ("yaml", _SafeYAMLHandler()),
+    ("yaml", _YAML_HANDLER),
     ("toml", _TomlHandler()),
+    ("json", _JSON_HANDLER),
 )
 
 
@@ -269,13 +299,50 @@ def split_front_matter(text: str, path: str) -> tuple[dict[str, Any], str, Front
         except ValueError:
             raise ArticleError(path, f"unterminated {kind.upper()} front matter") from None
         return _load_meta(handler, kind, raw_meta, path), body, kind
+    unprefixed = _unprefixed_front_matter(stripped, path)
+    if unprefixed is not None:
+        return unprefixed
     return {}, text, "none"
+
+
+# Hexo (hexo-front-matter) also reads a post whose front matter starts on the first line and
+# ends at the first "---" (YAML) or ";;;" (JSON) line. Such a "---" line is just as often a
+# Markdown rule or a setext heading's underline, so what precedes it counts only when it opens
+# like a mapping and names a field feeds reads.
+_CLOSING_LINE = re.compile(r"^(?:-{3,}|;{3,})[ \t]*$", re.MULTILINE)
+_KEYS = "|".join(map(re.escape, sorted(FRONT_MATTER_KEYS)))
+# YAML: comment lines, then a "key:" line (prose does not open like that); JSON: "{" or "key":
+_OPENINGS: dict[FrontMatterKind, re.Pattern[str]] = {
+    "yaml": re.compile(r"(?:[ \t]*(?:#.*)?\n)*[^\s#:][^\n:]*:(?:[ \t]|$)", re.MULTILINE),
+    "json": re.compile(r'\s*(?:\{|"[^"\n]*"\s*:)'),
+}
+_KNOWN_KEYS: dict[FrontMatterKind, re.Pattern[str]] = {
+    "yaml": re.compile(rf"^(?:{_KEYS})[ \t]*:(?:[ \t]|$)", re.MULTILINE),
+    "json": re.compile(rf'"(?:{_KEYS})"\s*:'),
+}
+
+
+def _unprefixed_front_matter(
+    text: str, path: str
+) -> tuple[dict[str, Any], str, FrontMatterKind] | None:
+    closing = _CLOSING_LINE.search(text)
+    if closing is None:
+        return None
+    kind: FrontMatterKind = "json" if closing.group().startswith(";") else "yaml"
+    head = text[: closing.start()]
+    if not (_OPENINGS[kind].match(head) and _KNOWN_KEYS[kind].search(head)):
+        return None  # a body with a horizontal rule, not a post without its opening "---"
+    handler = _JSON_HANDLER if kind == "json" else _YAML_HANDLER
+    meta = _load_meta(handler, kind, head, path)
+    if not FRONT_MATTER_KEYS.intersection(meta):
+        return None
+    return meta, text[closing.end() :], kind
 
 
 def _load_meta(handler: BaseHandler, kind: str, raw: str, path: str) -> dict[str, Any]:
     try:
         meta = handler.load(raw)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ArticleError(path, f"bad {kind.upper()} front matter: {_describe(exc)}") from exc
     except Exception as exc:  # the loaders' own bugs, e.g. "!!timestamp 'x'" -> AttributeError
         raise ArticleError(path, f"bad {kind.upper()} front matter: {type(exc).__name__}") from exc
@@ -293,6 +360,8 @@ def _describe(exc: Exception) -> str:
         mark = exc.context_mark or exc.problem_mark
         what = f"{exc.context}: {exc.problem}" if exc.context else exc.problem
         return f"line {mark.line + 1}: {what}"
+    if isinstance(exc, json.JSONDecodeError):  # lineno counts from 1, from the file's first line
+        return f"line {exc.lineno}: {exc.msg}"
     return " ".join(str(exc).split())[:300]
 
 
@@ -314,6 +383,9 @@ RETRIED_REASONS = frozenset(
 )
 
 
+NO_FRONT_MATTER = "no front matter (not an article: posts start with ---, +++ or ;;;)"
+
+
 def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int) -> RawArticle:
     if "\r" in text:  # each test is one scan; each replace is another, and a copy
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -322,7 +394,7 @@ def parse_text(text: str, path: str, *, encoding: str, mtime_ns: int, size: int)
             text = text.replace(escaped, plain)
     meta, body, kind = split_front_matter(text, path)
     if kind == "none":
-        raise ArticleError(path, "no front matter (not an article: posts start with --- or +++)")
+        raise ArticleError(path, NO_FRONT_MATTER)
     body = body.strip("\n")
     return RawArticle(
         path=path,

@@ -27,7 +27,7 @@ from feeds.errors import ArticleError, IdentityGuardError
 from feeds.ingest import BatchReport, EventSink, Ingestor, Parsed, Processed, analyze
 from feeds.model import Article, FileStamp
 from feeds.neardup import ANCHOR_VERSION
-from feeds.normalize import NormalizeRules, normalize
+from feeds.normalize import READ_VERSION, NormalizeRules, normalize
 from feeds.outputs import RenderReport, render_feeds, warm_caches
 from feeds.parse import RETRIED_REASONS, parse_file
 from feeds.scan import ScanDiff, every_path, make_filter, scan_changes
@@ -141,7 +141,7 @@ NORMALIZE_FIELDS = (
 )  # fmt: skip
 RENDER_FIELDS = ("base_url", "feed", "topics", "language", "websub")
 # What stored rows were derived with: rows from other versions are re-derived (every file re-read).
-CODE_VERSIONS = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}"
+CODE_VERSIONS = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}/read{READ_VERSION}"
 
 
 class Pipeline:

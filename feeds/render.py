@@ -102,6 +102,12 @@ def _title(item: FeedItem) -> str:
     return xml_safe(item.title).strip() or UNTITLED
 
 
+def _creator(item: FeedItem) -> str:
+    """The entry's author: the people its front matter names, else its outlet (one name, as
+    readers that show one ``dc:creator`` would pick only one of several)."""
+    return xml_safe(item.author).strip() or xml_safe(item.source_name).strip()
+
+
 def _categories(item: FeedItem) -> list[dict[str, str]]:
     terms = (xml_safe(term).strip() for term in item.categories)
     return [{"term": term} for term in dict.fromkeys(terms) if term]
@@ -216,9 +222,9 @@ def _add_rss_item(fg: Any, item: FeedItem) -> None:
         entry.content(content)
     if not summary and not content:
         entry.description(html.escape(_title(item), quote=False))
-    source = xml_safe(item.source_name).strip()
-    if source:
-        entry.dc.dc_creator(source)
+    creator = _creator(item)
+    if creator:
+        entry.dc.dc_creator(creator)
     categories = _categories(item)
     if categories:
         entry.category(categories)
@@ -271,9 +277,9 @@ def _add_atom_entry(fg: Any, item: FeedItem) -> None:
     entry.title(_title(item))
     entry.updated(_utc(item.updated))
     entry.published(_utc(item.published))
-    source = xml_safe(item.source_name).strip()
-    if source:
-        entry.author({"name": source})
+    creator = _creator(item)
+    if creator:
+        entry.author({"name": creator})
     summary = xml_safe(item.summary).strip()
     content = xml_safe(item.content_html).strip()
     if summary:

@@ -309,6 +309,7 @@ def _feed_item(
         image=article.image,
         language=article.language,
         sources=sources,
+        author=article.author,
     )
 
 
