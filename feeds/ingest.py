@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from feeds.classify import TopicMatcher
 from feeds.config import DedupeConfig
-from feeds.dedupe import Identity, identity, new_item_id, quality
+from feeds.dedupe import Identity, identity, is_complete, new_item_id, quality
 from feeds.errors import ArticleError, Unpublished
 from feeds.model import Article, FileStamp, TopicMatch
 from feeds.neardup import NO_ANCHORS, Anchors, Shingles, anchors, shingles, similarity
@@ -349,7 +349,7 @@ class Ingestor:
         row = FileRow(
             stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, parsed.quality,
             parsed.source_slug, parsed.source_name, self._file_published(parsed, old),
-            place.near_score,
+            place.near_score, len(done.identity.body),
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
         self._sources[parsed.source_slug] = parsed.source_name
@@ -412,7 +412,7 @@ class Ingestor:
             return None
         if previous is not None and previous.removed:
             report.restored += 1
-        rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
+        rep = self._best_member(members)
         article, topics = self._representative(rep.path)
         published = min(article.published, rep.published)  # rep's is kept from the future
         updated = self._not_ahead(article.updated or published)
@@ -445,6 +445,26 @@ class Ingestor:
         if kind is not None and (news or kind != "item.updated"):
             self._emit(kind, item_id, article, topics, report)
         return kind
+
+    def _best_member(self, members: Sequence[FileRow]) -> FileRow:
+        """The member that represents its story: present, the best ``quality``, then not a flash
+        of a longer member as good (``is_complete``), the newest edit, the last path. It
+        depends on the members alone, never on the order they came in."""
+        top = max((m.present, m.quality) for m in members)
+        tied = [m for m in members if (m.present, m.quality) == top]
+        chars = {m.path: self._body_chars(m) for m in tied}
+        longest = max(chars.values())
+        return max(tied, key=lambda m: (is_complete(chars[m.path], longest), m.mtime_ns, m.path))
+
+    def _body_chars(self, member: FileRow) -> int:
+        """A member's text length; a row stored before lengths were kept is measured from its
+        stored article once (and the length kept)."""
+        if member.body_chars is not None:
+            return member.body_chars
+        blob = self.store.file_article(member.path)
+        chars = 0 if blob is None else len(identity(decode_article(blob)).body)
+        self.store.set_body_chars(member.path, chars)
+        return chars
 
     def _representative(self, path: str) -> tuple[Parsed | Article, tuple[TopicMatch, ...]]:
         """The representative's article, or what the ingest needs of it when it was just read."""

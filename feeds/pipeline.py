@@ -22,7 +22,7 @@ from multiprocessing import get_context
 
 from feeds.classify import TopicMatcher
 from feeds.config import Config
-from feeds.dedupe import FINGERPRINT_VERSION
+from feeds.dedupe import FINGERPRINT_VERSION, REPRESENTATIVE_VERSION
 from feeds.errors import ArticleError, IdentityGuardError
 from feeds.ingest import BatchReport, EventSink, Ingestor, Parsed, Processed, analyze
 from feeds.model import Article, FileStamp
@@ -141,7 +141,7 @@ NORMALIZE_FIELDS = (
 )  # fmt: skip
 RENDER_FIELDS = ("base_url", "feed", "topics", "language", "websub")
 # What stored rows were derived with: rows from other versions are re-derived (every file re-read).
-CODE_VERSIONS = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}"
+CODE_VERSIONS = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}/rep{REPRESENTATIVE_VERSION}"
 
 
 class Pipeline:

@@ -95,6 +95,7 @@ def downgrade_to_schema_5(state: Path) -> None:
     """Turn a state into what schema 5 wrote: the same rows without later migrations' objects."""
     db = sqlite3.connect(state)
     try:
+        db.execute("ALTER TABLE files DROP COLUMN body_chars")  # migration 8
         for kind_and_name in LATER_OBJECTS:
             db.execute(f"DROP {kind_and_name}")
         db.execute("PRAGMA user_version = 5")
