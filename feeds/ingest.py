@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
-from feeds.classify import TopicMatcher
+from feeds.classify import TopicMatcher, homophone_slug, outlet_key
 from feeds.config import DedupeConfig
 from feeds.dedupe import Identity, identity, is_complete, new_item_id, quality
 from feeds.errors import ArticleError, Unpublished
@@ -171,9 +171,13 @@ class Ingestor:
         dedupe: DedupeConfig | None = None,
         on_event: EventSink | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        configured_slugs: Collection[str] = frozenset(),
     ) -> None:
+        """``configured_slugs``: the slugs of the configured outlets (``[sources]`` and the
+        built-in ones); every other outlet claims its slug in the store (``_outlet_slug``)."""
         self.store = store
         self.topics = topics
+        self.configured_slugs = frozenset(configured_slugs)
         self.keep_deleted = keep_deleted
         self.dedupe = dedupe or DedupeConfig()
         self.on_event = on_event
@@ -195,6 +199,8 @@ class Ingestor:
         # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
         self._dirty: set[str] = set()
         self._sources: dict[str, str] = {}
+        # Unconfigured outlets' slugs looked up or claimed in this batch: (name, slug) -> slug.
+        self._claims: dict[tuple[str, str], str] = {}
         self._errors_possible = True  # False while file_errors is known to be empty
         # Shingles of recently compared files: candidates for the next near-duplicate checks.
         self._texts: _Recent[Identity] = _Recent(TEXT_CACHE)
@@ -220,7 +226,24 @@ class Ingestor:
             self._born.clear()
             self._dirty.clear()
             self._sources.clear()
+            self._claims.clear()  # a rolled-back claim must not be remembered
         return report
+
+    def adopt_stored_outlets(self) -> None:
+        """A state from before outlets claimed their slugs: every unconfigured outlet with a
+        feed keeps its slug, claimed under the name its feed shows (where homophones shared a
+        feed, the others get their own slug as their files are read again)."""
+        if self.store.has_outlet_slugs():
+            return
+        sources = sorted(self.store.sources().items())
+        unconfigured = [(slug, name) for slug, name in sources if slug not in self.configured_slugs]
+        if not unconfigured:
+            return  # nothing to claim (and no write)
+        with self.store.transaction():
+            for slug, name in unconfigured:
+                key = outlet_key(name)
+                if self.store.outlet_slug(key) is None and self.store.slug_claimant(slug) is None:
+                    self.store.claim_outlet_slug(key, slug)
 
     # -- one file --------------------------------------------------------------------------
 
@@ -239,8 +262,11 @@ class Ingestor:
     def _accept(self, stamp: FileStamp, parsed: Parsed, report: BatchReport) -> None:
         if self._errors_possible:
             self.store.clear_error(stamp.path)
+        parsed = self._with_outlet_slug(parsed)
         self._fresh[stamp.path] = parsed
         old = None if self.unseen_paths else self.store.file(stamp.path)
+        if old is not None and old.source_slug != parsed.source_slug:
+            self._dirty.add(f"source:{old.source_slug}")  # the file left that outlet's feed
         if old is not None and old.fingerprint == parsed.analysis.identity.fingerprint:
             self._unchanged(stamp, parsed, old, report)
             return
@@ -268,6 +294,45 @@ class Ingestor:
             report.updated += 1
         else:
             report.unchanged += 1
+
+    def _with_outlet_slug(self, parsed: Parsed) -> Parsed:
+        """The file with its outlet's slug as stored: the worker resolved it from the config
+        alone, which cannot tell two unconfigured outlets whose names read the same apart."""
+        slug = self._outlet_slug(parsed.source_name, parsed.source_slug)
+        if slug == parsed.source_slug:
+            return parsed
+        article = replace(parsed.full_article(), source_slug=slug)
+        topics = tuple(self.topics.match_article(article))  # a topic may name outlets
+        done = replace(parsed.analysis, topics=topics, blob=encode_article(article))
+        return replace(parsed, source_slug=slug, analysis=done, article=article)
+
+    def _outlet_slug(self, name: str, proposed: str) -> str:
+        """A configured outlet's slug is its own. Any other outlet keeps the slug it claimed
+        first; a new one claims the slug its name gives unless another outlet holds it (财信网
+        after 财新网), then its name's hash after it. The claim is written in this batch's
+        transaction, with the files that made it."""
+        if proposed in self.configured_slugs:
+            return proposed
+        found = self._claims.get((name, proposed))
+        if found is None:
+            found = self._claims[(name, proposed)] = self._claim(name, proposed)
+        return found
+
+    def _claim(self, name: str, proposed: str) -> str:
+        key = outlet_key(name)
+        held = self.store.outlet_slug(key)
+        if held is not None and held not in self.configured_slugs:
+            return held
+        # A slug configured since it was claimed belongs to the configured outlet now. (The last
+        # candidate, the name's whole SHA-1, is taken only by a name with the same hash.)
+        candidates = [proposed, *(homophone_slug(proposed, name, n) for n in (6, 12, 40))]
+        slug = next(
+            (c for c in candidates if c not in self.configured_slugs
+             and self.store.slug_claimant(c) in (None, key)),
+            candidates[-1],
+        )  # fmt: skip
+        self.store.claim_outlet_slug(key, slug)
+        return slug
 
     def _unchanged(
         self, stamp: FileStamp, parsed: Parsed, old: FileRow, report: BatchReport

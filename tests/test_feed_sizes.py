@@ -83,7 +83,7 @@ def test_sizes_with_deleted_files_kept(make_config: Callable[..., Config], artic
 
 # Objects of migrations 6 and later, newest first.
 LATER_OBJECTS = (
-    "TABLE alert_requests",
+    "TABLE outlet_slugs", "TABLE alert_requests",
     "TRIGGER items_sizes_insert", "TRIGGER items_sizes_update", "TRIGGER items_sizes_delete",
     "TRIGGER item_topics_sizes_insert", "TRIGGER item_topics_sizes_delete",
     "TRIGGER item_topics_sizes_update", "TRIGGER files_sizes_insert",

@@ -138,6 +138,7 @@ def as_written_before(config: Config, flash: Path) -> None:
     (so the next run knows the rows were chosen by other rules)."""
     db = sqlite3.connect(config.state)
     try:
+        db.execute("DROP TABLE outlet_slugs")  # migration 9
         db.execute("ALTER TABLE files DROP COLUMN body_chars")
         db.execute("PRAGMA user_version = 7")
         db.execute(

@@ -227,6 +227,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE files ADD COLUMN body_chars INTEGER;
     """,
+    # 9: the slug each unconfigured outlet claimed (by its folded name), so that an outlet whose
+    # name reads the same in pinyin gets another one instead of sharing its feed
+    """
+    CREATE TABLE outlet_slugs (outlet TEXT PRIMARY KEY, slug TEXT NOT NULL UNIQUE) WITHOUT ROWID;
+    """,
 )
 
 
@@ -631,6 +636,27 @@ class SQLiteStore(OutboxMixin):
                 "ON CONFLICT (slug) DO UPDATE SET name = excluded.name",
                 names.items(),
             )
+
+    def outlet_slug(self, outlet: str) -> str | None:
+        """The slug an outlet (its ``classify.outlet_key``) claimed, if any."""
+        row = self._one("SELECT slug FROM outlet_slugs WHERE outlet = ?", (outlet,))
+        return str(row[0]) if row else None
+
+    def slug_claimant(self, slug: str) -> str | None:
+        """The outlet that claimed this slug, if any."""
+        row = self._one("SELECT outlet FROM outlet_slugs WHERE slug = ?", (slug,))
+        return str(row[0]) if row else None
+
+    def claim_outlet_slug(self, outlet: str, slug: str) -> None:
+        """``outlet`` holds ``slug`` from now on (a slug it held before is free again)."""
+        self._run(
+            "INSERT INTO outlet_slugs (outlet, slug) VALUES (?, ?) "
+            "ON CONFLICT (outlet) DO UPDATE SET slug = excluded.slug",
+            (outlet, slug),
+        )
+
+    def has_outlet_slugs(self) -> bool:
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM outlet_slugs)")[0])
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         self._run(
