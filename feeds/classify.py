@@ -13,7 +13,11 @@ from feeds.model import Article, TopicMatch
 from feeds.text import fold, slugify
 
 UNKNOWN_SOURCE = "未知来源"
+# What the outlet slugs stored in the state (each unconfigured outlet's claim) mean: another
+# version re-reads every file (pipeline.CODE_VERSIONS), so every file gets its outlet's claim.
+OUTLET_SLUGS_VERSION = "2"  # 2: unconfigured outlets claim their slug; a later homophone hashes
 _NEWS_SUFFIX = re.compile(r"(新闻|快讯|资讯)$")
+_NOT_WORD = re.compile(r"[\W_]+")
 _REMEMBERED_NAMES = 4096  # outlet spellings answered from memory, per resolver
 
 
@@ -66,8 +70,25 @@ class SourceResolver:
         if slug in self._configured_slugs:
             # Another outlet whose name reads the same in pinyin (中正网 beside 中证网) must
             # not share its feed: the name's own hash tells them apart, the same every time.
-            slug = f"{slug}-{hashlib.sha1(fold(display).encode()).hexdigest()[:6]}"
+            # (Two unconfigured ones: the first stored keeps the slug, see ingest.)
+            slug = homophone_slug(slug, display)
         return Outlet(display, slug, False, self._global)
+
+    @property
+    def configured_slugs(self) -> frozenset[str]:
+        return frozenset(self._configured_slugs)
+
+
+def homophone_slug(slug: str, name: str, digits: int = 6) -> str:
+    """The slug of an outlet whose name reads like another's: its pinyin and its name's hash."""
+    return f"{slug}-{hashlib.sha1(fold(name).encode()).hexdigest()[:digits]}"
+
+
+def outlet_key(name: str) -> str:
+    """One unconfigured outlet's name however it is written (script, width, case, spaces and
+    punctuation): what its slug is stored under."""
+    folded = fold(name.strip())
+    return _NOT_WORD.sub("", folded) or folded
 
 
 @dataclass(frozen=True, slots=True)

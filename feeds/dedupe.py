@@ -90,8 +90,23 @@ def new_item_id(first_fingerprint: str) -> str:
     return _digest("item", first_fingerprint)
 
 
+# What stored rows of a story's representative were chosen with: another version re-reads every
+# file (pipeline.CODE_VERSIONS) so that every story is represented as this code would choose.
+REPRESENTATIVE_VERSION = "2"  # 2: a flash no longer represents the full copy it is as good as
+
+
+def is_complete(chars: int, longest: int) -> bool:
+    """Whether a copy whose canonical text has ``chars`` characters tells the whole story beside
+    ``longest``, the longest copy as good by ``quality``. One with less than two thirds of that
+    text is a flash of it (a 快讯 of one paragraph beside the full article), which never
+    represents it; copies within a third of each other (other boilerplate, a revised
+    paragraph) are all complete, and the newest edit among them represents the story."""
+    return chars * 3 >= longest * 2
+
+
 def quality(article: Article) -> int:
-    """How complete a member file is; the best member of a story represents it."""
+    """How complete a member file's fields are; the best member of a story represents it (on a
+    tie, a complete text beats a flash: ``is_complete``)."""
     return (
         (0 if article.title_derived else 4)
         + (2 if article.link else 0)

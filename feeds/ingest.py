@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
-from feeds.classify import TopicMatcher
+from feeds.classify import TopicMatcher, homophone_slug, outlet_key
 from feeds.config import DedupeConfig
-from feeds.dedupe import Identity, identity, new_item_id, quality
+from feeds.dedupe import Identity, identity, is_complete, new_item_id, quality
 from feeds.errors import ArticleError, Unpublished, Vanished
 from feeds.model import Article, FileStamp, TopicMatch
 from feeds.neardup import NO_ANCHORS, Anchors, Shingles, anchors, shingles, similarity
@@ -172,9 +172,13 @@ class Ingestor:
         dedupe: DedupeConfig | None = None,
         on_event: EventSink | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        configured_slugs: Collection[str] = frozenset(),
     ) -> None:
+        """``configured_slugs``: the slugs of the configured outlets (``[sources]`` and the
+        built-in ones); every other outlet claims its slug in the store (``_outlet_slug``)."""
         self.store = store
         self.topics = topics
+        self.configured_slugs = frozenset(configured_slugs)
         self.keep_deleted = keep_deleted
         self.dedupe = dedupe or DedupeConfig()
         self.on_event = on_event
@@ -196,6 +200,8 @@ class Ingestor:
         # Written once per batch, at its end: feeds marked dirty, outlets seen (slug -> name).
         self._dirty: set[str] = set()
         self._sources: dict[str, str] = {}
+        # Unconfigured outlets' slugs looked up or claimed in this batch: (name, slug) -> slug.
+        self._claims: dict[tuple[str, str], str] = {}
         self._errors_possible = True  # False while file_errors is known to be empty
         # Shingles of recently compared files: candidates for the next near-duplicate checks.
         self._texts: _Recent[Identity] = _Recent(TEXT_CACHE)
@@ -223,7 +229,24 @@ class Ingestor:
             self._born.clear()
             self._dirty.clear()
             self._sources.clear()
+            self._claims.clear()  # a rolled-back claim must not be remembered
         return report
+
+    def adopt_stored_outlets(self) -> None:
+        """A state from before outlets claimed their slugs: every unconfigured outlet with a
+        feed keeps its slug, claimed under the name its feed shows (where homophones shared a
+        feed, the others get their own slug as their files are read again)."""
+        if self.store.has_outlet_slugs():
+            return
+        sources = sorted(self.store.sources().items())
+        unconfigured = [(slug, name) for slug, name in sources if slug not in self.configured_slugs]
+        if not unconfigured:
+            return  # nothing to claim (and no write)
+        with self.store.transaction():
+            for slug, name in unconfigured:
+                key = outlet_key(name)
+                if self.store.outlet_slug(key) is None and self.store.slug_claimant(slug) is None:
+                    self.store.claim_outlet_slug(key, slug)
 
     # -- one file --------------------------------------------------------------------------
 
@@ -242,8 +265,11 @@ class Ingestor:
     def _accept(self, stamp: FileStamp, parsed: Parsed, report: BatchReport) -> None:
         if self._errors_possible:
             self.store.clear_error(stamp.path)
+        parsed = self._with_outlet_slug(parsed)
         self._fresh[stamp.path] = parsed
         old = None if self.unseen_paths else self.store.file(stamp.path)
+        if old is not None and old.source_slug != parsed.source_slug:
+            self._dirty.add(f"source:{old.source_slug}")  # the file left that outlet's feed
         if old is not None and old.fingerprint == parsed.analysis.identity.fingerprint:
             self._unchanged(stamp, parsed, old, report)
             return
@@ -271,6 +297,45 @@ class Ingestor:
             report.updated += 1
         else:
             report.unchanged += 1
+
+    def _with_outlet_slug(self, parsed: Parsed) -> Parsed:
+        """The file with its outlet's slug as stored: the worker resolved it from the config
+        alone, which cannot tell two unconfigured outlets whose names read the same apart."""
+        slug = self._outlet_slug(parsed.source_name, parsed.source_slug)
+        if slug == parsed.source_slug:
+            return parsed
+        article = replace(parsed.full_article(), source_slug=slug)
+        topics = tuple(self.topics.match_article(article))  # a topic may name outlets
+        done = replace(parsed.analysis, topics=topics, blob=encode_article(article))
+        return replace(parsed, source_slug=slug, analysis=done, article=article)
+
+    def _outlet_slug(self, name: str, proposed: str) -> str:
+        """A configured outlet's slug is its own. Any other outlet keeps the slug it claimed
+        first; a new one claims the slug its name gives unless another outlet holds it (财信网
+        after 财新网), then its name's hash after it. The claim is written in this batch's
+        transaction, with the files that made it."""
+        if proposed in self.configured_slugs:
+            return proposed
+        found = self._claims.get((name, proposed))
+        if found is None:
+            found = self._claims[(name, proposed)] = self._claim(name, proposed)
+        return found
+
+    def _claim(self, name: str, proposed: str) -> str:
+        key = outlet_key(name)
+        held = self.store.outlet_slug(key)
+        if held is not None and held not in self.configured_slugs:
+            return held
+        # A slug configured since it was claimed belongs to the configured outlet now. (The last
+        # candidate, the name's whole SHA-1, is taken only by a name with the same hash.)
+        candidates = [proposed, *(homophone_slug(proposed, name, n) for n in (6, 12, 40))]
+        slug = next(
+            (c for c in candidates if c not in self.configured_slugs
+             and self.store.slug_claimant(c) in (None, key)),
+            candidates[-1],
+        )  # fmt: skip
+        self.store.claim_outlet_slug(key, slug)
+        return slug
 
     def _unchanged(
         self, stamp: FileStamp, parsed: Parsed, old: FileRow, report: BatchReport
@@ -352,7 +417,7 @@ class Ingestor:
         row = FileRow(
             stamp.path, stamp.size, stamp.mtime_ns, True, place.item_id, fp, parsed.quality,
             parsed.source_slug, parsed.source_name, self._file_published(parsed, old),
-            place.near_score,
+            place.near_score, len(done.identity.body),
         )  # fmt: skip
         self.store.put_file(row, body_key=key, article=done.blob)
         self._sources[parsed.source_slug] = parsed.source_name
@@ -415,7 +480,7 @@ class Ingestor:
             return None
         if previous is not None and previous.removed:
             report.restored += 1
-        rep = max(members, key=lambda m: (m.present, m.quality, m.mtime_ns, m.path))
+        rep = self._best_member(members)
         article, topics = self._representative(rep.path)
         published = min(article.published, rep.published)  # rep's is kept from the future
         updated = self._not_ahead(article.updated or published)
@@ -448,6 +513,26 @@ class Ingestor:
         if kind is not None and (news or kind != "item.updated"):
             self._emit(kind, item_id, article, topics, report)
         return kind
+
+    def _best_member(self, members: Sequence[FileRow]) -> FileRow:
+        """The member that represents its story: present, the best ``quality``, then not a flash
+        of a longer member as good (``is_complete``), the newest edit, the last path. It
+        depends on the members alone, never on the order they came in."""
+        top = max((m.present, m.quality) for m in members)
+        tied = [m for m in members if (m.present, m.quality) == top]
+        chars = {m.path: self._body_chars(m) for m in tied}
+        longest = max(chars.values())
+        return max(tied, key=lambda m: (is_complete(chars[m.path], longest), m.mtime_ns, m.path))
+
+    def _body_chars(self, member: FileRow) -> int:
+        """A member's text length; a row stored before lengths were kept is measured from its
+        stored article once (and the length kept)."""
+        if member.body_chars is not None:
+            return member.body_chars
+        blob = self.store.file_article(member.path)
+        chars = 0 if blob is None else len(identity(decode_article(blob)).body)
+        self.store.set_body_chars(member.path, chars)
+        return chars
 
     def _representative(self, path: str) -> tuple[Parsed | Article, tuple[TopicMatch, ...]]:
         """The representative's article, or what the ingest needs of it when it was just read."""

@@ -72,7 +72,7 @@ def render_feeds(store: Store, config: Config) -> RenderReport:
         if state is None or state.dirty or _missing(config, meta.key):
             metas[index], digest = _render_one(store, config, site, meta, files)
             rendered.append((metas[index], digest))
-    files.append(("index.html", render_index(metas, site)))
+    files.append(("index.html", render_index(metas, site, limit=config.feed.limit)))
     files.append(("feeds.opml", render_opml(metas, site)))
     try:
         report.written = publish_many(config.output, files)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from multiprocessing import get_context
 
-from feeds.classify import TopicMatcher
+from feeds.classify import OUTLET_SLUGS_VERSION, TopicMatcher
 from feeds.config import Config
-from feeds.dedupe import FINGERPRINT_VERSION
+from feeds.dedupe import FINGERPRINT_VERSION, REPRESENTATIVE_VERSION
 from feeds.errors import ArticleError, IdentityGuardError
 from feeds.ingest import BatchReport, EventSink, Ingestor, Parsed, Processed, analyze
 from feeds.model import Article, FileStamp
@@ -141,7 +141,10 @@ NORMALIZE_FIELDS = (
 )  # fmt: skip
 RENDER_FIELDS = ("base_url", "feed", "topics", "language", "websub")
 # What stored rows were derived with: rows from other versions are re-derived (every file re-read).
-CODE_VERSIONS = f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}/read{READ_VERSION}"
+CODE_VERSIONS = (
+    f"/fp{FINGERPRINT_VERSION}/anchors{ANCHOR_VERSION}/read{READ_VERSION}"
+    f"/rep{REPRESENTATIVE_VERSION}/outlets{OUTLET_SLUGS_VERSION}"
+)
 
 
 class Pipeline:
@@ -170,8 +173,10 @@ class Pipeline:
             keep_deleted=config.feed.keep_deleted,
             dedupe=config.dedupe,
             on_event=on_event,
+            configured_slugs=self.rules.sources.configured_slugs,
         )
         self.forced = self._check_config_changes()
+        self.ingestor.adopt_stored_outlets()
         self._recent_new: deque[tuple[float, int]] = deque()  # (monotonic time, new files)
 
     def _normalize_digest(self) -> str:

@@ -354,8 +354,10 @@ def _esc(text: str) -> str:
     return html.escape(xml_safe(text), quote=True)
 
 
-def render_index(feeds: Sequence[FeedMeta], site: Site) -> bytes:
-    """A small static HTML5 page listing every feed, with autodiscovery links; no scripts."""
+def render_index(feeds: Sequence[FeedMeta], site: Site, *, limit: int) -> bytes:
+    """A small static HTML5 page listing every feed, with autodiscovery links; no scripts.
+    Each feed's count is what a subscriber gets (a feed holds its newest ``limit`` items),
+    with how many the feed has in all when that is more."""
     groups = _grouped(feeds)
     metas = [meta for _, group in groups for meta in group]
     lines = [
@@ -373,7 +375,7 @@ def render_index(feeds: Sequence[FeedMeta], site: Site) -> bytes:
         f"<h1>{_esc(site.title)}</h1>",
         f"<p>{_esc(site.description)}</p>",
         f'<p>全部订阅（OPML）：<a href="{_esc(_opml_url(site))}">{OPML_PATH}</a></p>',
-        *_feed_table(groups, site),
+        *_feed_table(groups, site, limit),
         "</body>",
         "</html>",
     ]
@@ -392,24 +394,37 @@ def _discovery_links(meta: FeedMeta, site: Site) -> list[str]:
     ]
 
 
-def _feed_table(groups: list[tuple[FeedKind, list[FeedMeta]]], site: Site) -> list[str]:
+def _feed_table(groups: list[tuple[FeedKind, list[FeedMeta]]], site: Site, limit: int) -> list[str]:
     lines = [
         "<table>",
-        "<thead><tr><th>订阅</th><th>条目</th><th>RSS</th><th>Atom</th></tr></thead>",
+        f'<thead><tr><th>订阅</th><th title="{_esc(_COUNT_HEADING.format(limit=limit))}">条目'
+        "</th><th>RSS</th><th>Atom</th></tr></thead>",
     ]
     for kind, metas in groups:
         lines.append("<tbody>")
         lines.append(f'<tr><th colspan="4" scope="rowgroup">{KIND_LABELS[kind]}</th></tr>')
-        lines.extend(_feed_row(meta, site) for meta in metas)
+        lines.extend(_feed_row(meta, site, limit) for meta in metas)
         lines.append("</tbody>")
     lines.append("</table>")
     return lines
 
 
-def _feed_row(meta: FeedMeta, site: Site) -> str:
+_COUNT_HEADING: Final = "订阅中的条目（每个订阅最多最新 {limit} 条）；更多时括号里是全部条目数"
+
+
+def _count_cell(count: int, limit: int) -> str:
+    """What a subscriber gets: the feed's items up to ``limit``, and how many there are in all
+    when the feed holds only the newest of them ("50（共 1,234）")."""
+    count = max(count, 0)
+    if count <= limit:
+        return f"{count:,}"
+    return f"{limit:,}（共 {count:,}）"
+
+
+def _feed_row(meta: FeedMeta, site: Site, limit: int) -> str:
     cells = [
         f'<td title="{_esc(_describe(meta, site))}">{_esc(_name(meta))}</td>',
-        f'<td class="count">{max(meta.count, 0)}</td>',
+        f'<td class="count">{_count_cell(meta.count, limit)}</td>',
         f'<td><a href="{_esc(feed_url(meta.key, "rss", site))}">RSS</a></td>',
         f'<td><a href="{_esc(feed_url(meta.key, "atom", site))}">Atom</a></td>',
     ]

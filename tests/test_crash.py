@@ -38,10 +38,16 @@ SECRET = "crash-test-secret"
 HANZI = [chr(c) for c in range(0x4E00, 0x9FA5)]
 
 
-def post(rng: random.Random, title: str, alerting: bool) -> str:
+# Two unconfigured outlets whose names read the same: each claims a slug of its own, in the
+# transaction of the files that made the claim.
+OUTLETS = ("财新网", "财信网")
+
+
+def post(rng: random.Random, title: str, alerting: bool, outlet: str = OUTLETS[0]) -> str:
     words = "".join(rng.choice(HANZI) for _ in range(80))
     lead = "北交所今日公告：" if alerting else "央行今日公告："
-    return f"---\ntitle: {title}\ndate: 2024-05-14 10:00:00 +0800\n---\n\n<p>{lead}{words}。</p>\n"
+    head = f"---\ntitle: {title}\nauthor: {outlet}\ndate: 2024-05-14 10:00:00 +0800\n---\n"
+    return f"{head}\n<p>{lead}{words}。</p>\n"
 
 
 def db_count(db: Path, sql: str) -> int:
@@ -119,9 +125,8 @@ timeout_seconds = 2
                 title = f"崩溃测试{round_no}-{n}"
                 alerting = rng.random() < 0.35
                 titles[title] = alerting
-                write(
-                    tmp_path / "articles" / f"r{round_no}" / f"{n}.md", post(rng, title, alerting)
-                )
+                text = post(rng, title, alerting, OUTLETS[n % 2])
+                write(tmp_path / "articles" / f"r{round_no}" / f"{n}.md", text)
             if rng.random() < 0.3:  # a receiver that is busy for a moment
                 receiver.reply(*[Reply(503, "busy", {"Retry-After": "1"})] * rng.randint(1, 5))
             service = ServiceProcess(config)
@@ -154,6 +159,10 @@ timeout_seconds = 2
     items = [json.loads(line) for line in listing.stdout.splitlines()]
     assert sorted(item["title"] for item in items) == sorted(titles)  # each exactly once
     assert all(len(item["paths"]) == 1 for item in items)
+    with sqlite3.connect(tmp_path / "state" / "feeds.db") as conn:
+        slugs = dict(conn.execute("SELECT DISTINCT source_name, source_slug FROM files"))
+        claims = dict(conn.execute("SELECT outlet, slug FROM outlet_slugs"))
+    assert claims == slugs and len(set(slugs.values())) == 2  # one slug each, as claimed
 
     by_id: dict[str, set[str]] = defaultdict(set)
     for record in receiver.accepted:

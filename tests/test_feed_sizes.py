@@ -83,7 +83,7 @@ def test_sizes_with_deleted_files_kept(make_config: Callable[..., Config], artic
 
 # Objects of migrations 6 and later, newest first.
 LATER_OBJECTS = (
-    "TABLE alert_requests",
+    "TABLE outlet_slugs", "TABLE alert_requests",
     "TRIGGER items_sizes_insert", "TRIGGER items_sizes_update", "TRIGGER items_sizes_delete",
     "TRIGGER item_topics_sizes_insert", "TRIGGER item_topics_sizes_delete",
     "TRIGGER item_topics_sizes_update", "TRIGGER files_sizes_insert",
@@ -95,6 +95,7 @@ def downgrade_to_schema_5(state: Path) -> None:
     """Turn a state into what schema 5 wrote: the same rows without later migrations' objects."""
     db = sqlite3.connect(state)
     try:
+        db.execute("ALTER TABLE files DROP COLUMN body_chars")  # migration 8
         for kind_and_name in LATER_OBJECTS:
             db.execute(f"DROP {kind_and_name}")
         db.execute("PRAGMA user_version = 5")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from lxml import html
 
 from feeds.config import Config
 from feeds.pipeline import Pipeline
@@ -386,6 +387,28 @@ def test_index_counts_follow_changes(config: Config, articles: Path) -> None:
     gone.unlink()
     build(config)
     assert counts()[0] == 1
+
+
+def test_index_says_how_many_items_a_feed_holds_when_it_has_more(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    config = make_config(feed={"limit": 2})
+    for day in range(10, 15):
+        text = [f"北交所第{day}日成交额放大，北证50指数再创新高，市场情绪回暖。"]
+        date = f"Tue, {day} May 2024 10:35:00 GMT"
+        write(articles / f"b{day}.md", hexo_post(f"北交所{day}日", text, date=date))
+    write(articles / "c.md", jekyll_post("央行开展逆回购操作", OTHER))
+    build(config)
+    page = html.document_fromstring((config.output / "index.html").read_bytes())
+    counts = {
+        row.xpath("string(td[1])"): row.xpath("string(td[2])")
+        for row in page.xpath("//table/tbody/tr[td]")
+    }
+    assert len(feed_entries(config, "all.atom")) == 2  # what a subscriber gets
+    assert counts["财经新闻"] == "2（共 6）"
+    assert counts["财经新闻 · 证券时报网"] == "2（共 5）"
+    assert counts["财经新闻 · 东方财富网"] == "1"
+    assert counts["财经新闻 · 新三板"] == "0"
 
 
 def test_first_build_reads_each_file_once_when_roots_overlap(

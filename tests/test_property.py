@@ -544,7 +544,7 @@ def test_spliced_feeds_are_feedgens_whole_documents(
 def test_opml_and_index_are_well_formed(feeds: list[FeedMeta], title: str, about: str) -> None:
     site = Site("https://feeds.example.org/", title, about)
     parse_xml(render_opml(feeds, site))
-    page = render_index(feeds, site).decode("utf-8")
+    page = render_index(feeds, site, limit=50).decode("utf-8")
     assert page.count("<script") == 0
     assert "<h1>" in page
 

@@ -409,7 +409,7 @@ def test_opml_skips_empty_groups_and_duplicate_keys() -> None:
 
 
 def test_index_escapes_hostile_titles() -> None:
-    data = render_index(FEEDS, SITE)
+    data = render_index(FEEDS, SITE, limit=50)
     assert b"<script" not in data
     assert "北交所&lt;script&gt;alert(1)&lt;/script&gt;".encode() in data
     assert "财经快讯 &lt;聚合&gt;".encode() in data
@@ -417,7 +417,7 @@ def test_index_escapes_hostile_titles() -> None:
 
 
 def test_index_is_html5_with_discovery_links_and_a_row_per_feed() -> None:
-    data = render_index(FEEDS, SITE)
+    data = render_index(FEEDS, SITE, limit=50)
     assert data.startswith(b"<!DOCTYPE html>\n")
     page = html.document_fromstring(data)
     assert page.get("lang") == "zh-CN"
@@ -433,4 +433,15 @@ def test_index_is_html5_with_discovery_links_and_a_row_per_feed() -> None:
     links = page.xpath("//table//a/@href")
     assert "https://news.example.com/feeds/topics/beijiaosuo.atom" in links
     assert page.xpath("//body//a[@href='https://news.example.com/feeds/feeds.opml']")
-    assert render_index(FEEDS, SITE) == data
+    assert render_index(FEEDS, SITE, limit=50) == data
+
+
+def test_index_counts_what_a_subscriber_gets_and_how_many_there_are_in_all() -> None:
+    # A feed holds its newest ``limit`` items: a count beyond that is not what a reader gets.
+    big = FeedMeta(key=FeedKey("all"), title="全部文章", description="", count=1234)
+    exact = FeedMeta(key=FeedKey("source", "cls"), title="财联社", description="", count=50)
+    page = html.document_fromstring(render_index((big, exact, TOPIC), SITE, limit=50))
+    cells = [row.xpath("string(td[2])") for row in page.xpath("//table/tbody/tr[td]")]
+    assert cells == ["50（共 1,234）", "50", "0"]
+    (heading,) = page.xpath("//thead/tr/th[2]")
+    assert "50" in heading.get("title")

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from feeds.dedupe import is_complete
 from feeds.errors import DRAFT_REASON, StoreError
 from feeds.model import FeedItem, FeedKey, TopicMatch
 from feeds.store.codec import decode_article
@@ -221,6 +222,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE alert_requests (webhook TEXT NOT NULL, sent_at REAL NOT NULL);
     CREATE INDEX alert_requests_by_webhook ON alert_requests (webhook, sent_at);
     """,
+    # 8: the length of each file's text, so that a flash does not represent the story its full
+    # copy tells (NULL: a row written before, measured from its article when next compared)
+    """
+    ALTER TABLE files ADD COLUMN body_chars INTEGER;
+    """,
+    # 9: the slug each unconfigured outlet claimed (by its folded name), so that an outlet whose
+    # name reads the same in pinyin gets another one instead of sharing its feed
+    """
+    CREATE TABLE outlet_slugs (outlet TEXT PRIMARY KEY, slug TEXT NOT NULL UNIQUE) WITHOUT ROWID;
+    """,
 )
 
 
@@ -245,19 +256,20 @@ class FileRow:
     source_name: str
     published: datetime
     near_score: float | None = None  # similarity to the story when it joined as a near-dup
+    body_chars: int | None = None  # characters of its canonical text (None: not measured yet)
 
 
 _FILE_COLUMNS = (
     "path, size, mtime_ns, present, item_id, fingerprint, quality, source_slug, source_name, "
-    "published, near_score"
+    "published, near_score, body_chars"
 )
 
 
 def _file_row(row: Any) -> FileRow:
-    path, size, mtime_ns, present, item_id, fp, quality, slug, name, published, score = row
+    path, size, mtime_ns, present, item_id, fp, quality, slug, name, published, score, chars = row
     return FileRow(
         path, size, mtime_ns, bool(present), item_id, fp, quality, slug, name,
-        from_ts(int(published)), score,
+        from_ts(int(published)), score, chars,
     )  # fmt: skip
 
 
@@ -311,6 +323,19 @@ def _feed_item(
         sources=sources,
         author=article.author,
     )
+
+
+def _best_of_outlet(files: Sequence[Any]) -> tuple[Any, Any]:
+    """(published, path) of an item's best file from one outlet: the best quality (present
+    first), then not a flash of a longer copy as good (``dedupe.is_complete``), the newest, the
+    first path. Rows: (item, quality, present, chars, published, path)."""
+    top = max((quality, present) for _, quality, present, *_ in files)
+    tied = [f for f in files if (f[1], f[2]) == top]
+    longest = max(f[3] for f in tied)
+    _, _, _, _, published, path = min(
+        tied, key=lambda f: (not is_complete(f[3], longest), -f[4], f[5])
+    )
+    return published, path
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,14 +599,15 @@ class SQLiteStore(OutboxMixin):
         # An upsert, not REPLACE: the feed-size triggers must see the row change.
         self._run(
             "INSERT INTO files (path, size, mtime_ns, present, item_id, fingerprint, "
-            "body_key, quality, source_slug, source_name, published, article, near_score) "
-            "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+            "body_key, quality, source_slug, source_name, published, article, near_score, "
+            "body_chars) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (path) DO UPDATE SET "
             "size = excluded.size, mtime_ns = excluded.mtime_ns, present = 1, "
             "item_id = excluded.item_id, fingerprint = excluded.fingerprint, "
             "body_key = excluded.body_key, quality = excluded.quality, "
             "source_slug = excluded.source_slug, source_name = excluded.source_name, "
             "published = excluded.published, article = excluded.article, "
-            "near_score = excluded.near_score",
+            "near_score = excluded.near_score, body_chars = excluded.body_chars",
             (
                 row.path,
                 row.size,
@@ -595,8 +621,13 @@ class SQLiteStore(OutboxMixin):
                 to_ts(row.published),
                 article,
                 row.near_score,
+                row.body_chars,
             ),
         )
+
+    def set_body_chars(self, path: str, chars: int) -> None:
+        """The measured length of a stored file's text (a row written before it was kept)."""
+        self._run("UPDATE files SET body_chars = ? WHERE path = ?", (chars, path))
 
     def save_sources(self, names: Mapping[str, str]) -> None:
         """Outlets by slug, with the display name last seen (every stored file's outlet)."""
@@ -606,6 +637,27 @@ class SQLiteStore(OutboxMixin):
                 "ON CONFLICT (slug) DO UPDATE SET name = excluded.name",
                 names.items(),
             )
+
+    def outlet_slug(self, outlet: str) -> str | None:
+        """The slug an outlet (its ``classify.outlet_key``) claimed, if any."""
+        row = self._one("SELECT slug FROM outlet_slugs WHERE outlet = ?", (outlet,))
+        return str(row[0]) if row else None
+
+    def slug_claimant(self, slug: str) -> str | None:
+        """The outlet that claimed this slug, if any."""
+        row = self._one("SELECT outlet FROM outlet_slugs WHERE slug = ?", (slug,))
+        return str(row[0]) if row else None
+
+    def claim_outlet_slug(self, outlet: str, slug: str) -> None:
+        """``outlet`` holds ``slug`` from now on (a slug it held before is free again)."""
+        self._run(
+            "INSERT INTO outlet_slugs (outlet, slug) VALUES (?, ?) "
+            "ON CONFLICT (outlet) DO UPDATE SET slug = excluded.slug",
+            (outlet, slug),
+        )
+
+    def has_outlet_slugs(self) -> bool:
+        return bool(self._one("SELECT EXISTS (SELECT 1 FROM outlet_slugs)")[0])
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         self._run(
@@ -930,14 +982,14 @@ class SQLiteStore(OutboxMixin):
         if not picks:
             return picks
         marks = ",".join("?" * len(picks))
-        best: dict[str, tuple[Any, Any]] = {}
-        for item_id, published, path in self._all(
-            f"SELECT item_id, published, path FROM files "
-            f"WHERE source_slug = ? AND item_id IN ({marks}) "
-            "ORDER BY item_id, quality DESC, present DESC, published DESC, path",
+        rows: dict[str, list[Any]] = {}
+        for row in self._all(
+            "SELECT item_id, quality, present, coalesce(body_chars, 0), published, path "
+            f"FROM files WHERE source_slug = ? AND item_id IN ({marks})",
             [slug, *(pick[0] for pick in picks)],
         ):
-            best.setdefault(item_id, (published, path))
+            rows.setdefault(row[0], []).append(row)
+        best = {item_id: _best_of_outlet(files) for item_id, files in rows.items()}
         chosen = [
             (item, updated, *best.get(item, (published, path)))
             for item, updated, published, path in picks
