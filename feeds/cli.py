@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("config/feeds.toml")
 EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 2, 3, 4
 REISSUE_HELP = "let this run replace many stories by new ids (see dedupe.max_reissue_share)"
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVEL_HELP = "log level (default: service.log_level in the config, INFO)"
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,11 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--articles", type=Path, action="append", help="article folder (repeat)")
     parser.add_argument("--output", type=Path, help="output folder for feeds")
     parser.add_argument("--state", type=Path, help="state database file (SQLite)")
+    # Also after the sub-command (`feeds build --log-level DEBUG`, `python service.py
+    # --log-level DEBUG`); SUPPRESS keeps a level given before it (`feeds --log-level ...`).
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=LOG_LEVEL_HELP
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -268,7 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feeds", description=__doc__)
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="scan article folders and write the feeds")

@@ -335,3 +335,20 @@ def test_the_shipped_config_links_to_the_port_given_on_the_command_line() -> Non
     assert config_from(args).base_url == "http://127.0.0.1:9000/"
     plain = build_parser().parse_args(["build", "--config", shipped])
     assert config_from(plain).base_url == "http://127.0.0.1:8080/"
+
+
+def test_log_level_is_taken_after_the_sub_command_too(tmp_path: Path) -> None:
+    """configuration.md names `--log-level` beside `--log-format`: `feeds build --log-level
+    ERROR` and `python service.py --log-level DEBUG` (= `feeds run ...`) must take it."""
+    import logging
+
+    from feeds.cli import build_parser
+
+    write(tmp_path / "articles" / "bad.md", "---\ntitle: [\n---\nx")
+    assert main(["build", *args_for(tmp_path), "--log-level", "ERROR"]) == 0
+    assert logging.getLogger().level == logging.ERROR
+    parser = build_parser()
+    assert parser.parse_args(["run", "--log-level", "DEBUG"]).log_level == "DEBUG"
+    assert parser.parse_args(["--log-level", "WARNING", "run"]).log_level == "WARNING"
+    assert parser.parse_args(["alerts", "deliver", "--log-level", "INFO"]).log_level == "INFO"
+    assert parser.parse_args(["items"]).log_level is None
