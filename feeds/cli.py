@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from feeds import preflight
+from feeds import __doc__ as FEEDS_DOC
+from feeds import __version__, preflight
 from feeds.alerts_cli import register as register_alerts
 from feeds.config import Config, ConfigError, load_config
 from feeds.errors import FeedsError, OutputError, StoreError
@@ -26,10 +27,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("config/feeds.toml")
-EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 2, 3, 4
+EXIT_FAILED, EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 1, 2, 3, 4
+EXIT_CODES = f"""exit codes (every command):
+  0  ok; `feeds build` too when some files were rejected (each is listed; `feeds errors`)
+  {EXIT_FAILED}  the command failed; the message on stderr says why
+  {EXIT_CONFIG}  bad usage or bad config (`feeds check-config` explains the config)
+  {EXIT_OUTPUT}  the output folder is not writable
+  {EXIT_STORE}  the state database is missing, locked or corrupt
+
+Documentation: README.md and docs/ in the project folder."""
 REISSUE_HELP = "let this run replace many stories by new ids (see dedupe.max_reissue_share)"
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 LOG_LEVEL_HELP = "log level (default: service.log_level in the config, INFO)"
+
+
+def command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, details: str
+) -> argparse.ArgumentParser:
+    """A sub-command whose own --help says what it does and how it exits, not only its flags."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n{details}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -274,11 +295,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="feeds", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="feeds",
+        description=FEEDS_DOC,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"feeds {__version__}")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    build = sub.add_parser("build", help="scan article folders and write the feeds")
+    build = command(
+        sub, "build", "scan article folders and write the feeds",
+        "Exit 0 also when some files were rejected (each is listed on stderr; `feeds errors`);\n"
+        "2 bad config, 3 output folder not writable, 4 state database problem.",
+    )  # fmt: skip
     add_common(build)
     build.add_argument("--workers", type=int, default=None, help="parser processes (default: CPUs)")
     build.add_argument("--allow-reissue", action="store_true", help=REISSUE_HELP)
@@ -287,29 +318,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.set_defaults(func=cmd_build)
 
-    check = sub.add_parser("check-config", help="validate a config file and explain problems")
+    check = command(
+        sub, "check-config", "validate a config file and explain problems",
+        "Every problem is named with its key. Exit 2 on any error;\n"
+        "warnings alone (an article folder that does not exist yet) exit 0.",
+    )  # fmt: skip
     add_common(check)
     check.set_defaults(func=cmd_check_config)
 
-    items = sub.add_parser("items", help="list stored items")
+    items = command(
+        sub, "items", "list stored items", "Exit 4 when there is no state database at --state."
+    )
     add_common(items)
     items.add_argument("--json", action="store_true", help="one JSON object per line")
     items.add_argument("--all", action="store_true", help="include removed items")
     items.set_defaults(func=cmd_items)
 
-    errors = sub.add_parser("errors", help="list rejected files with their reasons")
+    errors = command(
+        sub, "errors", "list rejected files with their reasons",
+        "Exit 0 also when files are listed; 4 when there is no state database at --state.",
+    )  # fmt: skip
     add_common(errors)
     errors.add_argument("--json", action="store_true", help="one JSON object per line")
     errors.set_defaults(func=cmd_errors)
 
-    duplicates = sub.add_parser("duplicates", help="list stories merged from several files")
+    duplicates = command(
+        sub, "duplicates", "list stories merged from several files",
+        "Each file with its similarity when it joined (exact, or near with its score).",
+    )  # fmt: skip
     add_common(duplicates)
     duplicates.add_argument("--json", action="store_true", help="one JSON object per group")
     duplicates.set_defaults(func=cmd_duplicates)
 
-    backup = sub.add_parser(
-        "backup", help="copy the state database consistently (safe while the service runs)"
-    )
+    backup = command(
+        sub, "backup", "copy the state database consistently (safe while the service runs)",
+        "Exit 1 when DEST exists (without --force) or its folder does not; 4 when the state\n"
+        "database is missing or the copy fails its integrity check.",
+    )  # fmt: skip
     add_common(backup)
     backup.add_argument("dest", help="file to write (a compacted SQLite database)")
     backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
@@ -317,7 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_alerts(sub)
 
-    run = sub.add_parser("run", help="run the service: watch, schedule, serve")
+    run = command(
+        sub, "run", "run the service: watch, schedule, serve",
+        "The same as `python service.py`. SIGTERM or SIGINT (Ctrl-C) stops it cleanly (exit 0);\n"
+        "SIGHUP re-reads the config and restarts in place. Exit 2 bad config, 3 output folder\n"
+        "not writable, 4 state database problem, 1 the address cannot be bound.",
+    )  # fmt: skip
     add_service_arguments(run)
     run.set_defaults(func=cmd_run)
     return parser
@@ -352,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STORE
     except FeedsError as exc:
         print(f"feeds: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `feeds items | head`: the reader has all it wanted

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -352,3 +355,35 @@ def test_log_level_is_taken_after_the_sub_command_too(tmp_path: Path) -> None:
     assert parser.parse_args(["--log-level", "WARNING", "run"]).log_level == "WARNING"
     assert parser.parse_args(["alerts", "deliver", "--log-level", "INFO"]).log_level == "INFO"
     assert parser.parse_args(["items"]).log_level is None
+
+
+def test_version_and_help_state_the_exit_codes_the_readme_documents() -> None:
+    from feeds import __version__
+    from feeds.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OUTPUT, EXIT_STORE
+
+    version = subprocess.run(
+        [sys.executable, "-m", "feeds", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (version.returncode, version.stdout) == (0, f"feeds {__version__}\n")
+    helped = subprocess.run(
+        [sys.executable, "-m", "feeds", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0
+    assert "exit codes" in helped.stdout and "Command line:" not in helped.stdout
+    readme = (ROOT / "README.md").read_text("utf-8")
+    codes = {EXIT_FAILED: "failed", EXIT_CONFIG: "config", EXIT_OUTPUT: "output folder"}
+    for code, words in (codes | {EXIT_STORE: "state database"}).items():
+        assert re.search(rf"\n  {code}  [^\n]*{words}", helped.stdout), code
+        assert re.search(rf"\b{code} [^;]*{words}", readme), code
+
+
+@pytest.mark.parametrize(
+    "command", ["build", "check-config", "run", "backup", "alerts test", "alerts deliver"]
+)
+def test_each_command_help_says_how_it_exits(command: str) -> None:
+    from feeds.cli import build_parser
+
+    with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(io.StringIO()) as out:
+        build_parser().parse_args([*command.split(), "--help"])
+    assert done.value.code == 0
+    assert "Exit " in out.getvalue(), out.getvalue()
