@@ -65,10 +65,27 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from(args: argparse.Namespace) -> Config:
+def config_path(args: argparse.Namespace) -> Path | None:
+    """--config, else FEEDS_CONFIG, else config/feeds.toml in the working directory if there."""
     path: Path | None = args.config or _env_config()
     if path is None and DEFAULT_CONFIG.exists():
         path = DEFAULT_CONFIG
+    return path
+
+
+def no_config_file() -> preflight.Finding:
+    """Run outside the project folder without --config, a command uses the built-in defaults
+    (articles/, output/, state/ in the working directory): say so instead of a silent 'ok'."""
+    return preflight.Finding(
+        "warning",
+        "no config file",
+        f"{DEFAULT_CONFIG} is not in {Path.cwd()} and neither --config nor FEEDS_CONFIG "
+        "is given, so the built-in defaults are used (articles, output and state in this folder)",
+    )
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    path = config_path(args)
     overrides: dict[str, Any] = {}
     if args.articles:
         overrides["articles"] = [str(p) for p in args.articles]
@@ -121,6 +138,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     config = config_from(args)
     setup_logging(args.log_level or config.service.log_level, config.service.log_format)
     check_output_writable(config.output)
+    if config_path(args) is None:
+        log.warning("no config file: %s", no_config_file().message)
     preflight.log_findings(preflight.check(config, folders=False), log)
     planner = _alert_planner(config)
     with opened(config.state, existing=False) as store:
@@ -181,13 +200,17 @@ def print_summary(report: BuildReport, out: TextIO) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config_path(args)
     config = config_from(args)
     findings = preflight.check(config)
+    if path is None:
+        findings.insert(0, no_config_file())
     errors = [f for f in findings if f.severity == "error"]
     verdict = f"{len(errors)} error(s)" if errors else "ok"
     print(
         f"{verdict}: {len(config.articles)} article folder(s), {len(config.sources)} sources, "
-        f"{len(config.topics)} topics, {len(config.webhooks)} webhooks; output {config.output}"
+        f"{len(config.topics)} topics, {len(config.webhooks)} webhooks; output {config.output}; "
+        f"config {path or '(none: built-in defaults)'}"
     )
     for finding in findings:
         print(finding)
@@ -320,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = command(
         sub, "check-config", "validate a config file and explain problems",
-        "Every problem is named with its key. Exit 2 on any error;\n"
+        "Names the file it read, then every problem with its key. Exit 2 on any error;\n"
         "warnings alone (an article folder that does not exist yet) exit 0.",
     )  # fmt: skip
     add_common(check)

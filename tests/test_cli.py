@@ -387,3 +387,23 @@ def test_each_command_help_says_how_it_exits(command: str) -> None:
         build_parser().parse_args([*command.split(), "--help"])
     assert done.value.code == 0
     assert "Exit " in out.getvalue(), out.getvalue()
+
+
+def test_check_config_names_the_file_it_read_or_warns_that_there_was_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run outside the project folder, `feeds check-config` used to answer a bare "ok" about
+    the built-in defaults: a new user could not tell that no config file was read at all."""
+    monkeypatch.delenv("FEEDS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check-config"]) == 0  # warnings only
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("; config (none: built-in defaults)")
+    assert lines[1].startswith(f"warning: no config file: config/feeds.toml is not in {tmp_path}")
+    shipped = ROOT / "config" / "feeds.toml"
+    assert main(["check-config", "--config", str(shipped)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(f"; config {shipped}") and "no config file" not in out
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    assert main(["build", "--state", str(tmp_path / "s.db")]) == 0
+    assert "no config file: config/feeds.toml is not in" in capsys.readouterr().err
