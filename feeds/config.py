@@ -349,10 +349,21 @@ def format_errors(error: ValidationError) -> list[str]:
         loc = problem["loc"]
         key = ".".join(str(part) for part in loc) or "(top level)"
         if problem["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key{_did_you_mean(loc)}")
+            lines.append(f"{key}: unknown key{_top_level_hint(loc) or _did_you_mean(loc)}")
         else:
             lines.append(f"{key}: {problem['msg']}")
     return lines
+
+
+def _top_level_hint(loc: tuple[int | str, ...]) -> str:
+    """A top-level key written below a ``[table]`` header (a snippet pasted at the end of the
+    file) is read as part of that table: say where it belongs."""
+    if len(loc) < 2 or loc[-1] not in Config.model_fields:
+        return ""
+    return (
+        f" here: '{loc[-1]}' is a top-level key; TOML reads every key below a [table] header"
+        " as part of that table, so move it above the first one"
+    )
 
 
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:

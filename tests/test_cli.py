@@ -407,3 +407,17 @@ def test_check_config_names_the_file_it_read_or_warns_that_there_was_none(
     write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
     assert main(["build", "--state", str(tmp_path / "s.db")]) == 0
     assert "no config file: config/feeds.toml is not in" in capsys.readouterr().err
+
+
+def test_a_top_level_key_below_a_table_says_where_it_belongs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snippet pasted at the end of the file puts its top-level keys into the last table."""
+    config = write(
+        tmp_path / "pasted.toml",
+        '[[topics]]\nname = "北交所"\nkeywords = ["北交所"]\nalert_bulk_files = 100\n',
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    (problem,) = capsys.readouterr().err.splitlines()[1:]
+    assert problem.startswith("  topics.0.alert_bulk_files: unknown key here: 'alert_bulk_files'")
+    assert "move it above the first one" in problem

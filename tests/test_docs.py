@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
-from feeds.cli import build_parser
+from feeds.cli import build_parser, main
 from feeds.config import Config
 from tests.conftest import ROOT
 
-CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text("utf-8")
+DOCS_DIR = ROOT / "docs"
+CONFIG_DOC = (DOCS_DIR / "configuration.md").read_text("utf-8")
 README = (ROOT / "README.md").read_text("utf-8")
 
 
@@ -50,3 +52,29 @@ def test_every_module_is_in_the_architecture_map() -> None:
         if module.name in ("__init__.py", "__main__.py"):
             continue
         assert module.name in architecture, module.relative_to(ROOT)
+
+
+# --- what the docs tell a user to type ----------------------------------------------------------
+
+DOCS = {path.name: path.read_text("utf-8") for path in [ROOT / "README.md", *DOCS_DIR.glob("*.md")]}
+FENCE = re.compile(r"^ *```([a-z]*)\n(.*?)^ *```", re.M | re.S)
+
+
+def fenced(language: str) -> list[tuple[str, str]]:
+    return [(name, m[2]) for name, text in DOCS.items() for m in FENCE.finditer(text)
+            if m[1] == language]  # fmt: skip
+
+
+@pytest.mark.parametrize(("doc", "snippet"), fenced("toml"))
+def test_every_toml_snippet_passes_check_config(
+    doc: str, snippet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snippet is appended to the shipped config, as the docs say, and must be valid there."""
+    for name in re.findall(r'"env:([A-Z_]+)"', snippet):
+        monkeypatch.setenv(name, "documented-example")
+    shipped = (ROOT / "config" / "feeds.toml").read_text("utf-8")
+    config = tmp_path / "config" / "feeds.toml"
+    config.parent.mkdir()
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    config.write_text(f"{shipped}\n{snippet}", "utf-8")
+    assert main(["check-config", "--config", str(config)]) == 0, doc
