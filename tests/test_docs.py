@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import base64
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -65,6 +68,53 @@ def fenced(language: str) -> list[tuple[str, str]]:
             if m[1] == language]  # fmt: skip
 
 
+def command_lines() -> list[tuple[str, str]]:
+    """Every `feeds ...` the docs show as code (fenced or inline), without its # comment."""
+    found = []
+    for name, text in DOCS.items():
+        code = [m[2] for m in FENCE.finditer(text)] + re.findall(
+            r"`([^`\n]+)`", FENCE.sub("", text)
+        )
+        for piece in code:
+            for line in piece.splitlines():
+                line = line.split("#")[0]
+                for m in re.finditer(
+                    r"(?:^|[ /])(?:feeds|service\.py)( [a-z][a-z-]*(?= |$))?(.*)", line
+                ):
+                    if "service.py" in m[0]:
+                        found.append((name, f"run{m[1] or ''}{m[2]}"))
+                    elif m[1]:
+                        found.append((name, f"{m[1].strip()}{m[2]}"))
+    return found
+
+
+def subcommand(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:
+    for word in words:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or word not in actions[0].choices:
+            break
+        parser = actions[0].choices[word]
+    return parser
+
+
+@pytest.mark.parametrize(("doc", "line"), command_lines())
+def test_every_documented_command_and_flag_exists(doc: str, line: str) -> None:
+    words = line.split()
+    parser = subcommand(build_parser(), words)
+    assert parser.prog != "feeds", f"{doc}: no command {words[0]!r} in `feeds {line}`"
+    if parser.prog == "feeds alerts":
+        assert len(words) < 2 or not words[1].isalpha(), f"{doc}: no `feeds {line}`"
+    known = {option for action in parser._actions for option in action.option_strings}
+    for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", line):
+        assert flag in known, f"{doc}: `{parser.prog}` has no {flag} (in `feeds {line}`)"
+
+
+def test_the_docs_show_commands_at_all() -> None:
+    """The extraction above must keep finding what it checks."""
+    lines = {line.split()[0] for _, line in command_lines()}
+    assert {"build", "run", "alerts", "backup", "check-config", "errors"} <= lines
+
+
 @pytest.mark.parametrize(("doc", "snippet"), fenced("toml"))
 def test_every_toml_snippet_passes_check_config(
     doc: str, snippet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -78,3 +128,28 @@ def test_every_toml_snippet_passes_check_config(
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     config.write_text(f"{shipped}\n{snippet}", "utf-8")
     assert main(["check-config", "--config", str(config)]) == 0, doc
+
+
+def test_the_documented_verifiers_accept_what_feeds_signs() -> None:
+    """docs/webhooks.md's receiving-side code, run as printed, against real signed requests."""
+    from datetime import UTC, datetime
+    from urllib.parse import urlsplit
+
+    from feeds.signing import prepare_request
+
+    namespace: dict[str, Any] = {}
+    for _, code in fenced("python"):
+        exec(code, namespace)  # the three verify_* functions, as a receiver would paste them
+    now = datetime.now(UTC)
+    message = {"type": "item.new", "data": {"title": "北证50指数创年内新高"}}
+    for secret in ("whsec_" + base64.b64encode(b"k" * 32).decode(), "plain-secret"):
+        sent = prepare_request("json", "https://x.invalid/", secret, "evt_1", message, now)
+        verify = namespace["verify_standard_webhook"]
+        assert verify(secret, sent.headers, sent.body)
+        assert not verify(secret, sent.headers, sent.body + b" ")
+    sent = prepare_request("dingtalk", "https://x.invalid/?access_token=t", "SEC1", "e", {}, now)
+    assert namespace["verify_dingtalk"]("SEC1", urlsplit(sent.url).query)
+    assert not namespace["verify_dingtalk"]("SEC2", urlsplit(sent.url).query)
+    sent = prepare_request("feishu", "https://x.invalid/", "fs", "e", message, now)
+    assert namespace["verify_feishu"]("fs", sent.body)
+    assert not namespace["verify_feishu"]("other", sent.body)
