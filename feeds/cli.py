@@ -151,7 +151,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             on_event=planner,
         )
         report = pipeline.sync(_progress_factory(sys.stderr))
-    print_summary(report, sys.stdout)
+        rejected_now, _drafts = store.count_errors()
+    print_summary(report, sys.stdout, rejected_now)
     if planner is not None and planner.queued:
         print(f"alerts: {planner.queued} queued (sent by the service or `feeds alerts deliver`)")
     for path, reason in report.batch.rejected:
@@ -189,12 +190,15 @@ def ping_hubs(config: Config, written: list[str], out: TextIO) -> None:
     out.write(f"websub: {result.sent} hub ping(s) sent, {failed} failed\n")
 
 
-def print_summary(report: BuildReport, out: TextIO) -> None:
+def print_summary(report: BuildReport, out: TextIO, rejected_now: int = 0) -> None:
+    """``files rejected`` counts this run's news; a file still broken from an earlier run is
+    not read again, so ``rejected_now`` (all of them) keeps a rerun from looking clean."""
     batch, render = report.batch, report.render
+    all_rejected = f" ({rejected_now} in all: feeds errors)" if rejected_now else ""
     out.write(
         f"files seen {report.scanned}; items new {batch.new}, updated {batch.updated}, "
         f"unchanged {batch.unchanged}, removed {batch.removed}; duplicates merged "
-        f"{batch.merged}; files rejected {len(batch.rejected)}; feeds written "
+        f"{batch.merged}; files rejected {len(batch.rejected)}{all_rejected}; feeds written "
         f"{len(render.written)}\n"
     )
 

@@ -41,6 +41,9 @@ def test_build_prints_a_summary_and_lists_rejections(
     out, err = capsys.readouterr()
     assert "items new 1" in out and "files rejected 1" in out and "feeds written" in out
     assert f"rejected: {tmp_path / 'articles' / 'bad.md'}: bad YAML front matter" in err
+    assert main(["build", *args_for(tmp_path)]) == 0  # nothing changed: bad.md is not re-read
+    out = capsys.readouterr().out
+    assert "files rejected 0 (1 in all: feeds errors)" in out  # a rerun does not look clean
 
 
 def test_items_json_has_the_documented_fields(
