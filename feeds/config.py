@@ -8,6 +8,7 @@ file are relative to the file's folder. Nothing here imports another ``feeds`` m
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -350,6 +351,11 @@ def format_errors(error: ValidationError) -> list[str]:
         key = ".".join(str(part) for part in loc) or "(top level)"
         if problem["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key{_top_level_hint(loc) or _did_you_mean(loc)}")
+        elif problem["type"] in ("tuple_type", "list_type") and isinstance(loc[-1], str):
+            # pydantic says "Input should be a valid tuple": TOML users write lists.
+            value = problem.get("input")
+            shown = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else "…"
+            lines.append(f"{key}: should be a list, e.g. {loc[-1]} = [{shown}]")
         else:
             lines.append(f"{key}: {problem['msg']}")
     return lines

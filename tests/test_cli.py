@@ -424,3 +424,18 @@ def test_a_top_level_key_below_a_table_says_where_it_belongs(
     (problem,) = capsys.readouterr().err.splitlines()[1:]
     assert problem.startswith("  topics.0.alert_bulk_files: unknown key here: 'alert_bulk_files'")
     assert "move it above the first one" in problem
+
+
+def test_a_string_where_a_list_belongs_shows_the_list_to_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pydantic said "Input should be a valid tuple": TOML has lists, not tuples."""
+    config = write(
+        tmp_path / "lists.toml",
+        'articles = "/srv/articles"\n[[topics]]\nname = "北交所"\nkeywords = "北交所"\n',
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        '  articles: should be a list, e.g. articles = ["/srv/articles"]',
+        '  topics.0.keywords: should be a list, e.g. keywords = ["北交所"]',
+    ]
