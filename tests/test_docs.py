@@ -153,3 +153,40 @@ def test_the_documented_verifiers_accept_what_feeds_signs() -> None:
     sent = prepare_request("feishu", "https://x.invalid/", "fs", "e", message, now)
     assert namespace["verify_feishu"]("fs", sent.body)
     assert not namespace["verify_feishu"]("other", sent.body)
+
+
+@pytest.fixture(scope="module")
+def examples_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quickstart's output: the shipped config over the bundled examples."""
+    out = tmp_path_factory.mktemp("quickstart")
+    shipped = str(ROOT / "config" / "feeds.toml")
+    argv = ["--config", shipped, "--output", str(out / "output"), "--state", str(out / "s.db")]
+    assert main(["build", "--log-level", "ERROR", *argv]) == 0
+    return out / "output"
+
+
+QUICKSTART_URLS = sorted(
+    {
+        url.replace("…", "http://127.0.0.1:8080")
+        for name in ("README.md", "subscribing.md")
+        for url in re.findall(r"(?:http://127\.0\.0\.1:8080|…)/[^\s`'\")]*", DOCS[name])
+    }
+)
+
+
+@pytest.mark.parametrize("url", QUICKSTART_URLS)
+def test_quickstart_feed_urls_exist_and_their_filters_keep_items(
+    url: str, examples_built: Path
+) -> None:
+    """A new user subscribes to what README.md and subscribing.md show, on `./scripts/run`."""
+    from urllib.parse import urlsplit
+
+    from feeds.feedfilter import FeedFilter, filter_feed
+
+    parts = urlsplit(url)
+    artefact = examples_built / (parts.path.lstrip("/") or "index.html")
+    assert artefact.is_file(), f"{url}: the quickstart has no {artefact.name}"
+    wanted = FeedFilter.from_query(parts.query.encode()) if parts.query else None
+    if wanted is not None:
+        kept = filter_feed(artefact.read_bytes(), wanted, url)
+        assert kept.count(b"<item>") + kept.count(b"<entry>") > 0, f"{url} keeps nothing"
