@@ -271,7 +271,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if dest.exists() and not args.force:
         raise FeedsError(f"{dest} exists (--force replaces it)")
     if not dest.parent.is_dir():
-        raise FeedsError(f"no folder {dest.parent}")
+        raise FeedsError(f"cannot write {dest}: there is no folder {dest.parent} (create it first)")
     temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with opened(config.state, existing=True) as store:

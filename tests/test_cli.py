@@ -284,6 +284,11 @@ def test_backup_refuses_to_overwrite_or_to_copy_nothing(
     assert dest.read_bytes() == b"precious"
     assert main(["backup", *args_for(tmp_path), "--force", str(dest)]) == 0
     assert dest.read_bytes().startswith(b"SQLite format 3\x00")
+    nowhere = tmp_path / "backups" / "feeds.db"
+    assert main(["backup", *args_for(tmp_path), str(nowhere)]) == 1
+    assert capsys.readouterr().err == (
+        f"feeds: cannot write {nowhere}: there is no folder {nowhere.parent} (create it first)\n"
+    )
 
 
 @pytest.mark.parametrize(
