@@ -444,3 +444,17 @@ def test_a_string_where_a_list_belongs_shows_the_list_to_write(
         '  articles: should be a list, e.g. articles = ["/srv/articles"]',
         '  topics.0.keywords: should be a list, e.g. keywords = ["北交所"]',
     ]
+
+
+def test_a_file_where_the_state_folder_belongs_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to read "[Errno 17] File exists: '…'", which says neither what nor where."""
+    blocker = write(tmp_path / "state", "x")
+    args = args_for(tmp_path)
+    args[args.index("--state") + 1] = str(blocker / "sub" / "feeds.db")
+    assert main(["build", *args]) == 4
+    assert capsys.readouterr().err == (
+        f"feeds: cannot open state database {blocker / 'sub' / 'feeds.db'}: {blocker} is not a"
+        " folder\n"
+    )
