@@ -190,3 +190,14 @@ def test_quickstart_feed_urls_exist_and_their_filters_keep_items(
     if wanted is not None:
         kept = filter_feed(artefact.read_bytes(), wanted, url)
         assert kept.count(b"<item>") + kept.count(b"<entry>") > 0, f"{url} keeps nothing"
+
+
+def test_documented_python_commands_use_the_projects_venv() -> None:
+    """`./scripts/run` makes .venv and activates nothing: a bare `python service.py` (or a
+    bench script) is a system Python without the dependencies (ModuleNotFoundError)."""
+    bare = [
+        (name, m[0])
+        for name, text in DOCS.items()
+        for m in re.finditer(r"(?<![/\w])python3? (?:service\.py|bench/|-m (?:feeds|bench))", text)
+    ]
+    assert not bare, bare
