@@ -344,11 +344,34 @@ def _resolve_secret_files(webhook: Any, base: Path) -> Any:
     return resolved
 
 
-def format_errors(error: ValidationError) -> list[str]:
+def _origins(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """Dotted keys set by the environment or the command line, and which one set each: a bad
+    value from ``FEEDS_FEED__LIMIT=0`` must not be blamed on the config file."""
+    origins: dict[str, str] = {}
+    for name in environ:
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if name.startswith(ENV_PREFIX) and keys[0] in Config.model_fields:
+            origins[".".join(keys)] = f"from {name}"
+
+    def walk(prefix: str, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, Mapping):
+                walk(f"{prefix}{key}.", value)
+            else:
+                origins[f"{prefix}{key}"] = "from the command line"
+
+    walk("", overrides)
+    return origins
+
+
+def format_errors(error: ValidationError, origins: Mapping[str, str] | None = None) -> list[str]:
     lines = []
     for problem in error.errors():
         loc = problem["loc"]
         key = ".".join(str(part) for part in loc) or "(top level)"
+        origin = next((origins[k] for k in (key, str(loc[0])) if origins and k in origins), None)
+        if origin:
+            key = f"{key} ({origin})"
         if problem["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key{_top_level_hint(loc) or _did_you_mean(loc)}")
         elif problem["type"] in ("tuple_type", "list_type") and isinstance(loc[-1], str):
@@ -443,7 +466,7 @@ def load_config(
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, format_errors(exc)) from exc
+        raise ConfigError(source, format_errors(exc, _origins(environ, overrides or {}))) from exc
 
 
 def resolve_secret(value: str | None, environ: Mapping[str, str] | None = None) -> str | None:

@@ -458,3 +458,19 @@ def test_a_file_where_the_state_folder_belongs_is_named(
         f"feeds: cannot open state database {blocker / 'sub' / 'feeds.db'}: {blocker} is not a"
         " folder\n"
     )
+
+
+def test_a_bad_value_from_the_environment_is_not_blamed_on_the_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = str(ROOT / "config" / "feeds.toml")
+    monkeypatch.setenv("FEEDS_FEED__LIMIT", "0")
+    assert main(["check-config", "--config", shipped]) == 2
+    assert "  feed.limit (from FEEDS_FEED__LIMIT): Input should be greater than 0" in (
+        capsys.readouterr().err.splitlines()
+    )
+    monkeypatch.delenv("FEEDS_FEED__LIMIT")
+    assert main(["run", "--config", shipped, "--port", "99999"]) == 2
+    assert "  server.port (from the command line): Input should be less than or equal to 65535" in (
+        capsys.readouterr().err.splitlines()
+    )
