@@ -76,7 +76,7 @@ def command_lines() -> list[tuple[str, str]]:
             r"`([^`\n]+)`", FENCE.sub("", text)
         )
         for piece in code:
-            for line in piece.splitlines():
+            for line in re.sub(r"\n +(?=\[)", " ", piece).splitlines():  # continued lines
                 line = line.split("#")[0]
                 for m in re.finditer(
                     r"(?:^|[ /])(?:feeds|service\.py)( [a-z][a-z-]*(?= |$))?(.*)", line
@@ -201,3 +201,32 @@ def test_documented_python_commands_use_the_projects_venv() -> None:
         for m in re.finditer(r"(?<![/\w])python3? (?:service\.py|bench/|-m (?:feeds|bench))", text)
     ]
     assert not bare, bare
+
+
+COMMON_FLAGS = {"--help", "--config", "--articles", "--output", "--state", "--log-level"}
+
+
+def all_commands(parser: argparse.ArgumentParser, words: str = "") -> dict[str, set[str]]:
+    """'build' -> its own flags (without the ones every command takes), for every sub-command."""
+    found: dict[str, set[str]] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= all_commands(sub, f"{words} {name}".strip())
+    if words:
+        flags = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+        found[words] = flags - COMMON_FLAGS
+    return found
+
+
+def test_every_flag_of_every_command_is_documented_with_it() -> None:
+    """The reverse of the test above: `feeds items --all` existed, but no doc showed it."""
+    shown: dict[str, str] = {}
+    for _, line in command_lines():
+        for command in all_commands(build_parser()):
+            if f"{line} ".startswith(f"{command} "):
+                shown[command] = shown.get(command, "") + " " + line
+    shown["run"] += shown["build"]  # "feeds run [same flags] …"
+    for command, flags in all_commands(build_parser()).items():
+        missing = {flag for flag in flags if not re.search(rf"{flag}\b", shown.get(command, ""))}
+        assert not missing, f"`feeds {command}`: {sorted(missing)} in no documented command line"
