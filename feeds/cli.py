@@ -53,11 +53,22 @@ def command(
     )
 
 
+def path_argument(value: str) -> Path:
+    """``--output ""`` (a shell variable set to nothing) would be the working directory."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path, which would mean the working directory")
+    return Path(value)
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="config file (default: config/feeds.toml)")
-    parser.add_argument("--articles", type=Path, action="append", help="article folder (repeat)")
-    parser.add_argument("--output", type=Path, help="output folder for feeds")
-    parser.add_argument("--state", type=Path, help="state database file (SQLite)")
+    parser.add_argument(
+        "--config", type=path_argument, help="config file (default: config/feeds.toml)"
+    )
+    parser.add_argument(
+        "--articles", type=path_argument, action="append", help="article folder (repeat)"
+    )
+    parser.add_argument("--output", type=path_argument, help="output folder for feeds")
+    parser.add_argument("--state", type=path_argument, help="state database file (SQLite)")
     # Also after the sub-command (`feeds build --log-level DEBUG`, `python service.py
     # --log-level DEBUG`); SUPPRESS keeps a level given before it (`feeds --log-level ...`).
     parser.add_argument(

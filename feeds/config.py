@@ -232,6 +232,15 @@ class Config(_Strict):
             raise ValueError("must be an absolute http(s) URL")
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("articles", "output", "state", mode="before")
+    @classmethod
+    def _no_empty_paths(cls, value: Any) -> Any:
+        """``FEEDS_OUTPUT=`` (a variable set to nothing) would be the working directory."""
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise ValueError("an empty path, which would mean the working directory: name one")
+        return value
+
     @field_validator("articles")
     @classmethod
     def _some_articles(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:

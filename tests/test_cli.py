@@ -474,3 +474,33 @@ def test_a_bad_value_from_the_environment_is_not_blamed_on_the_file(
     assert "  server.port (from the command line): Input should be less than or equal to 65535" in (
         capsys.readouterr().err.splitlines()
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("FEEDS_OUTPUT", ""), ("FEEDS_STATE", " "), ("FEEDS_ARTICLES", "/a:")]
+)
+def test_a_path_variable_set_to_nothing_is_refused_not_the_working_directory(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+) -> None:
+    """`FEEDS_OUTPUT=${OUT}` with OUT unset used to write the feeds into the working directory
+    (and FEEDS_ARTICLES= read it, README and all, as articles)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    assert main(["check-config", "--config", str(ROOT / "config" / "feeds.toml")]) == 2
+    key = variable.removeprefix("FEEDS_").lower()
+    assert f"  {key} (from {variable}): Value error, an empty path" in capsys.readouterr().err
+
+
+def test_an_empty_path_flag_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where `--output ""` used to write the feeds
+    with pytest.raises(SystemExit) as done:
+        main(["build", *args_for(tmp_path), "--output", ""])
+    assert done.value.code == 2
+    assert "argument --output: an empty path" in capsys.readouterr().err
+    assert not (tmp_path / "all.rss").exists()
