@@ -62,7 +62,9 @@ def path_argument(value: str) -> Path:
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=path_argument, help="config file (default: config/feeds.toml)"
+        "--config",
+        type=path_argument,
+        help="config file (default: $FEEDS_CONFIG, else config/feeds.toml here)",
     )
     parser.add_argument(
         "--articles", type=path_argument, action="append", help="article folder (repeat)"
@@ -413,11 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
-    parser.add_argument("--host", help="HTTP address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    parser.add_argument("--host", help="HTTP address (default: server.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default: server.port, 8080; 0: any)")
     parser.add_argument("--no-http", action="store_true", help="do not serve HTTP")
-    parser.add_argument("--workers", type=int, default=None, help="parser processes")
-    parser.add_argument("--log-format", choices=["text", "json"])
+    parser.add_argument(
+        "--workers", type=int, default=None, help="parser processes (default: CPUs)"
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="default: service.log_format, text"
+    )
     parser.add_argument("--allow-reissue", action="store_true", help=REISSUE_HELP)
 
 

@@ -504,3 +504,14 @@ def test_an_empty_path_flag_is_a_usage_error(
     assert done.value.code == 2
     assert "argument --output: an empty path" in capsys.readouterr().err
     assert not (tmp_path / "all.rss").exists()
+
+
+def test_run_help_names_the_config_keys_its_defaults_come_from() -> None:
+    """`--port PORT  HTTP port (default 8080)` was wrong whenever the config set server.port."""
+    from feeds.cli import build_parser
+
+    with pytest.raises(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:
+        build_parser().parse_args(["run", "--help"])
+    text = out.getvalue()
+    for words in ("server.host", "server.port", "service.log_format", "$FEEDS_CONFIG"):
+        assert words in text, words
