@@ -356,8 +356,13 @@ def test_log_level_is_taken_after_the_sub_command_too(tmp_path: Path) -> None:
     from feeds.cli import build_parser
 
     write(tmp_path / "articles" / "bad.md", "---\ntitle: [\n---\nx")
-    assert main(["build", *args_for(tmp_path), "--log-level", "ERROR"]) == 0
-    assert logging.getLogger().level == logging.ERROR
+    root = logging.getLogger()
+    level = root.level
+    try:
+        assert main(["build", *args_for(tmp_path), "--log-level", "ERROR"]) == 0
+        assert root.level == logging.ERROR
+    finally:
+        root.setLevel(level)  # later tests' caplog must still see warnings
     parser = build_parser()
     assert parser.parse_args(["run", "--log-level", "DEBUG"]).log_level == "DEBUG"
     assert parser.parse_args(["--log-level", "WARNING", "run"]).log_level == "WARNING"

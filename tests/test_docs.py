@@ -161,7 +161,7 @@ def examples_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("quickstart")
     shipped = str(ROOT / "config" / "feeds.toml")
     argv = ["--config", shipped, "--output", str(out / "output"), "--state", str(out / "s.db")]
-    assert main(["build", "--log-level", "ERROR", *argv]) == 0
+    assert main(["build", *argv]) == 0
     return out / "output"
 
 
