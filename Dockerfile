@@ -1,6 +1,8 @@
 # feeds service image. Build: docker build -t feeds .
 # Run:   docker run -p 8080:8080 -v /path/to/articles:/data/articles:ro \
-#          -v feeds-state:/data/state -v feeds-output:/data/output feeds
+#          -v feeds-state:/data/state -v feeds-output:/data/output \
+#          -e FEEDS_BASE_URL=http://feeds.example.com:8080/ feeds
+# (FEEDS_BASE_URL: the address readers use; without it the feeds link to http://127.0.0.1:8080/)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \

@@ -91,7 +91,7 @@ def main() -> int:
         return 2
     result = evaluate(args.corpus)
     print(json.dumps(result, ensure_ascii=False, indent=2))
-    command = " ".join(["python bench/dedupe_eval.py", *sys.argv[1:]])
+    command = " ".join([".venv/bin/python bench/dedupe_eval.py", *sys.argv[1:]])
     print(f"reproduce: {command}")
     return 0
 

@@ -24,28 +24,40 @@ EXIT_FAILED, EXIT_UNKNOWN = 1, 2
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``feeds alerts test|list|retry|deliver`` to the main parser's subcommands."""
-    from feeds.cli import add_common
+    from feeds.cli import add_common, command
 
-    alerts = sub.add_parser("alerts", help="webhook alerts: test, list, retry, deliver")
+    alerts = command(
+        sub, "alerts", "webhook alerts: test, list, retry, deliver",
+        "See docs/webhooks.md. Exit 4 when there is no state database at --state.",
+    )  # fmt: skip
     actions = alerts.add_subparsers(dest="alerts_command", required=True)
 
-    test = actions.add_parser("test", help="send a sample alert and print the answer")
+    test = command(
+        actions, "test", "send a sample alert and print the answer",
+        "Exit 1 when the receiver did not accept it, 2 when no webhook has that name.",
+    )  # fmt: skip
     test.add_argument("name", help="webhook name from the config")
     test.set_defaults(func=cmd_test)
 
-    listing = actions.add_parser("list", help="list queued, delivered and dead alerts")
+    listing = command(actions, "list", "list queued, delivered and dead alerts", "Newest first.")
     listing.add_argument("--failed", action="store_true", help="only failing and dead alerts")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (newest)")
     listing.set_defaults(func=cmd_list)
 
-    retry = actions.add_parser("retry", help="send alerts again (fresh retry window)")
+    retry = command(
+        actions, "retry", "send alerts again (fresh retry window)",
+        "Exit 1 when there is no such alert, or a delivery is sending it right now.",
+    )  # fmt: skip
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help="row id or event id (evt_...)")
     which.add_argument("--all", action="store_true", help="every failing and dead alert")
     retry.set_defaults(func=cmd_retry)
 
-    deliver = actions.add_parser("deliver", help="deliver due alerts once (for cron)")
+    deliver = command(
+        actions, "deliver", "deliver due alerts once (for cron)",
+        "Exit 1 only when alerts became dead letters (failures being retried are normal).",
+    )  # fmt: skip
     deliver.set_defaults(func=cmd_deliver)
 
     for parser in (test, listing, retry, deliver):

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from feeds import preflight
+from feeds import __doc__ as FEEDS_DOC
+from feeds import __version__, preflight
 from feeds.alerts_cli import register as register_alerts
 from feeds.config import Config, ConfigError, load_config
 from feeds.errors import FeedsError, OutputError, StoreError
@@ -26,21 +27,78 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("config/feeds.toml")
-EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 2, 3, 4
+EXIT_FAILED, EXIT_CONFIG, EXIT_OUTPUT, EXIT_STORE = 1, 2, 3, 4
+EXIT_CODES = f"""exit codes (every command):
+  0  ok; `feeds build` too when some files were rejected (each is listed; `feeds errors`)
+  {EXIT_FAILED}  the command failed; the message on stderr says why
+  {EXIT_CONFIG}  bad usage or bad config (`feeds check-config` explains the config)
+  {EXIT_OUTPUT}  the output folder is not writable
+  {EXIT_STORE}  the state database is missing, locked or corrupt
+
+Documentation: README.md and docs/ in the project folder."""
 REISSUE_HELP = "let this run replace many stories by new ids (see dedupe.max_reissue_share)"
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVEL_HELP = "log level (default: service.log_level in the config, INFO)"
+
+
+def command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, details: str
+) -> argparse.ArgumentParser:
+    """A sub-command whose own --help says what it does and how it exits, not only its flags."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n{details}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def path_argument(value: str) -> Path:
+    """``--output ""`` (a shell variable set to nothing) would be the working directory."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path, which would mean the working directory")
+    return Path(value)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="config file (default: config/feeds.toml)")
-    parser.add_argument("--articles", type=Path, action="append", help="article folder (repeat)")
-    parser.add_argument("--output", type=Path, help="output folder for feeds")
-    parser.add_argument("--state", type=Path, help="state database file (SQLite)")
+    parser.add_argument(
+        "--config",
+        type=path_argument,
+        help="config file (default: $FEEDS_CONFIG, else config/feeds.toml here)",
+    )
+    parser.add_argument(
+        "--articles", type=path_argument, action="append", help="article folder (repeat)"
+    )
+    parser.add_argument("--output", type=path_argument, help="output folder for feeds")
+    parser.add_argument("--state", type=path_argument, help="state database file (SQLite)")
+    # Also after the sub-command (`feeds build --log-level DEBUG`, `python service.py
+    # --log-level DEBUG`); SUPPRESS keeps a level given before it (`feeds --log-level ...`).
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=LOG_LEVEL_HELP
+    )
 
 
-def config_from(args: argparse.Namespace) -> Config:
+def config_path(args: argparse.Namespace) -> Path | None:
+    """--config, else FEEDS_CONFIG, else config/feeds.toml in the working directory if there."""
     path: Path | None = args.config or _env_config()
     if path is None and DEFAULT_CONFIG.exists():
         path = DEFAULT_CONFIG
+    return path
+
+
+def no_config_file() -> preflight.Finding:
+    """Run outside the project folder without --config, a command uses the built-in defaults
+    (articles/, output/, state/ in the working directory): say so instead of a silent 'ok'."""
+    return preflight.Finding(
+        "warning",
+        "no config file",
+        f"{DEFAULT_CONFIG} is not in {Path.cwd()} and neither --config nor FEEDS_CONFIG "
+        "is given, so the built-in defaults are used (articles, output and state in this folder)",
+    )
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    path = config_path(args)
     overrides: dict[str, Any] = {}
     if args.articles:
         overrides["articles"] = [str(p) for p in args.articles]
@@ -93,6 +151,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     config = config_from(args)
     setup_logging(args.log_level or config.service.log_level, config.service.log_format)
     check_output_writable(config.output)
+    if config_path(args) is None:
+        log.warning("no config file: %s", no_config_file().message)
     preflight.log_findings(preflight.check(config, folders=False), log)
     planner = _alert_planner(config)
     with opened(config.state, existing=False) as store:
@@ -104,7 +164,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             on_event=planner,
         )
         report = pipeline.sync(_progress_factory(sys.stderr))
-    print_summary(report, sys.stdout)
+        rejected_now, _drafts = store.count_errors()
+    print_summary(report, sys.stdout, rejected_now)
     if planner is not None and planner.queued:
         print(f"alerts: {planner.queued} queued (sent by the service or `feeds alerts deliver`)")
     for path, reason in report.batch.rejected:
@@ -142,24 +203,31 @@ def ping_hubs(config: Config, written: list[str], out: TextIO) -> None:
     out.write(f"websub: {result.sent} hub ping(s) sent, {failed} failed\n")
 
 
-def print_summary(report: BuildReport, out: TextIO) -> None:
+def print_summary(report: BuildReport, out: TextIO, rejected_now: int = 0) -> None:
+    """``files rejected`` counts this run's news; a file still broken from an earlier run is
+    not read again, so ``rejected_now`` (all of them) keeps a rerun from looking clean."""
     batch, render = report.batch, report.render
+    all_rejected = f" ({rejected_now} in all: feeds errors)" if rejected_now else ""
     out.write(
         f"files seen {report.scanned}; items new {batch.new}, updated {batch.updated}, "
         f"unchanged {batch.unchanged}, removed {batch.removed}; duplicates merged "
-        f"{batch.merged}; files rejected {len(batch.rejected)}; feeds written "
+        f"{batch.merged}; files rejected {len(batch.rejected)}{all_rejected}; feeds written "
         f"{len(render.written)}\n"
     )
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config_path(args)
     config = config_from(args)
     findings = preflight.check(config)
+    if path is None:
+        findings.insert(0, no_config_file())
     errors = [f for f in findings if f.severity == "error"]
     verdict = f"{len(errors)} error(s)" if errors else "ok"
     print(
         f"{verdict}: {len(config.articles)} article folder(s), {len(config.sources)} sources, "
-        f"{len(config.topics)} topics, {len(config.webhooks)} webhooks; output {config.output}"
+        f"{len(config.topics)} topics, {len(config.webhooks)} webhooks; output {config.output}; "
+        f"config {path or '(none: built-in defaults)'}"
     )
     for finding in findings:
         print(finding)
@@ -216,7 +284,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if dest.exists() and not args.force:
         raise FeedsError(f"{dest} exists (--force replaces it)")
     if not dest.parent.is_dir():
-        raise FeedsError(f"no folder {dest.parent}")
+        raise FeedsError(f"cannot write {dest}: there is no folder {dest.parent} (create it first)")
     temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with opened(config.state, existing=True) as store:
@@ -267,11 +335,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="feeds", description=__doc__)
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser = argparse.ArgumentParser(
+        prog="feeds",
+        description=FEEDS_DOC,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"feeds {__version__}")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    build = sub.add_parser("build", help="scan article folders and write the feeds")
+    build = command(
+        sub, "build", "scan article folders and write the feeds",
+        "Exit 0 also when some files were rejected (each is listed on stderr; `feeds errors`);\n"
+        "2 bad config, 3 output folder not writable, 4 state database problem.",
+    )  # fmt: skip
     add_common(build)
     build.add_argument("--workers", type=int, default=None, help="parser processes (default: CPUs)")
     build.add_argument("--allow-reissue", action="store_true", help=REISSUE_HELP)
@@ -280,29 +358,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.set_defaults(func=cmd_build)
 
-    check = sub.add_parser("check-config", help="validate a config file and explain problems")
+    check = command(
+        sub, "check-config", "validate a config file and explain problems",
+        "Names the file it read, then every problem with its key. Exit 2 on any error;\n"
+        "warnings alone (an article folder that does not exist yet) exit 0.",
+    )  # fmt: skip
     add_common(check)
     check.set_defaults(func=cmd_check_config)
 
-    items = sub.add_parser("items", help="list stored items")
+    items = command(
+        sub, "items", "list stored items", "Exit 4 when there is no state database at --state."
+    )
     add_common(items)
     items.add_argument("--json", action="store_true", help="one JSON object per line")
     items.add_argument("--all", action="store_true", help="include removed items")
     items.set_defaults(func=cmd_items)
 
-    errors = sub.add_parser("errors", help="list rejected files with their reasons")
+    errors = command(
+        sub, "errors", "list rejected files with their reasons",
+        "Exit 0 also when files are listed; 4 when there is no state database at --state.",
+    )  # fmt: skip
     add_common(errors)
     errors.add_argument("--json", action="store_true", help="one JSON object per line")
     errors.set_defaults(func=cmd_errors)
 
-    duplicates = sub.add_parser("duplicates", help="list stories merged from several files")
+    duplicates = command(
+        sub, "duplicates", "list stories merged from several files",
+        "Each file with its similarity when it joined (exact, or near with its score).",
+    )  # fmt: skip
     add_common(duplicates)
     duplicates.add_argument("--json", action="store_true", help="one JSON object per group")
     duplicates.set_defaults(func=cmd_duplicates)
 
-    backup = sub.add_parser(
-        "backup", help="copy the state database consistently (safe while the service runs)"
-    )
+    backup = command(
+        sub, "backup", "copy the state database consistently (safe while the service runs)",
+        "Exit 1 when DEST exists (without --force) or its folder does not; 4 when the state\n"
+        "database is missing or the copy fails its integrity check.",
+    )  # fmt: skip
     add_common(backup)
     backup.add_argument("dest", help="file to write (a compacted SQLite database)")
     backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
@@ -310,7 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_alerts(sub)
 
-    run = sub.add_parser("run", help="run the service: watch, schedule, serve")
+    run = command(
+        sub, "run", "run the service: watch, schedule, serve",
+        "The same as `python service.py`. SIGTERM or SIGINT (Ctrl-C) stops it cleanly (exit 0);\n"
+        "SIGHUP re-reads the config and restarts in place. Exit 2 bad config, 3 output folder\n"
+        "not writable, 4 state database problem, 1 the address cannot be bound.",
+    )  # fmt: skip
     add_service_arguments(run)
     run.set_defaults(func=cmd_run)
     return parser
@@ -318,11 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
-    parser.add_argument("--host", help="HTTP address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    parser.add_argument("--host", help="HTTP address (default: server.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default: server.port, 8080; 0: any)")
     parser.add_argument("--no-http", action="store_true", help="do not serve HTTP")
-    parser.add_argument("--workers", type=int, default=None, help="parser processes")
-    parser.add_argument("--log-format", choices=["text", "json"])
+    parser.add_argument(
+        "--workers", type=int, default=None, help="parser processes (default: CPUs)"
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="default: service.log_format, text"
+    )
     parser.add_argument("--allow-reissue", action="store_true", help=REISSUE_HELP)
 
 
@@ -345,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STORE
     except FeedsError as exc:
         print(f"feeds: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `feeds items | head`: the reader has all it wanted

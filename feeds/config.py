@@ -8,6 +8,7 @@ file are relative to the file's folder. Nothing here imports another ``feeds`` m
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -232,6 +233,15 @@ class Config(_Strict):
             raise ValueError("must be an absolute http(s) URL")
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("articles", "output", "state", mode="before")
+    @classmethod
+    def _no_empty_paths(cls, value: Any) -> Any:
+        """``FEEDS_OUTPUT=`` (a variable set to nothing) would be the working directory."""
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise ValueError("an empty path, which would mean the working directory: name one")
+        return value
+
     @field_validator("articles")
     @classmethod
     def _some_articles(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
@@ -344,16 +354,55 @@ def _resolve_secret_files(webhook: Any, base: Path) -> Any:
     return resolved
 
 
-def format_errors(error: ValidationError) -> list[str]:
+def _origins(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """Dotted keys set by the environment or the command line, and which one set each: a bad
+    value from ``FEEDS_FEED__LIMIT=0`` must not be blamed on the config file."""
+    origins: dict[str, str] = {}
+    for name in environ:
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if name.startswith(ENV_PREFIX) and keys[0] in Config.model_fields:
+            origins[".".join(keys)] = f"from {name}"
+
+    def walk(prefix: str, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, Mapping):
+                walk(f"{prefix}{key}.", value)
+            else:
+                origins[f"{prefix}{key}"] = "from the command line"
+
+    walk("", overrides)
+    return origins
+
+
+def format_errors(error: ValidationError, origins: Mapping[str, str] | None = None) -> list[str]:
     lines = []
     for problem in error.errors():
         loc = problem["loc"]
         key = ".".join(str(part) for part in loc) or "(top level)"
+        origin = next((origins[k] for k in (key, str(loc[0])) if origins and k in origins), None)
+        if origin:
+            key = f"{key} ({origin})"
         if problem["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key{_did_you_mean(loc)}")
+            lines.append(f"{key}: unknown key{_top_level_hint(loc) or _did_you_mean(loc)}")
+        elif problem["type"] in ("tuple_type", "list_type") and isinstance(loc[-1], str):
+            # pydantic says "Input should be a valid tuple": TOML users write lists.
+            value = problem.get("input")
+            shown = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else "…"
+            lines.append(f"{key}: should be a list, e.g. {loc[-1]} = [{shown}]")
         else:
             lines.append(f"{key}: {problem['msg']}")
     return lines
+
+
+def _top_level_hint(loc: tuple[int | str, ...]) -> str:
+    """A top-level key written below a ``[table]`` header (a snippet pasted at the end of the
+    file) is read as part of that table: say where it belongs."""
+    if len(loc) < 2 or loc[-1] not in Config.model_fields:
+        return ""
+    return (
+        f" here: '{loc[-1]}' is a top-level key; TOML reads every key below a [table] header"
+        " as part of that table, so move it above the first one"
+    )
 
 
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:
@@ -427,7 +476,7 @@ def load_config(
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, format_errors(exc)) from exc
+        raise ConfigError(source, format_errors(exc, _origins(environ, overrides or {}))) from exc
 
 
 def resolve_secret(value: str | None, environ: Mapping[str, str] | None = None) -> str | None:

@@ -327,7 +327,10 @@ class Service:
                 self.server.start()
             except OSError as exc:  # an address in use or not ours: one clear line, exit 1
                 self.server = None
-                raise FeedsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+                raise FeedsError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc} (give another address"
+                    " with --port/--host or [server] port/host, or serve no HTTP: --no-http)"
+                ) from exc
             log.info("serving %s on http://%s:%d/", self.config.output, host, self.server.port)
         self.watcher.start()  # events during catch-up queue up behind the lock
         self.rescan()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +41,9 @@ def test_build_prints_a_summary_and_lists_rejections(
     out, err = capsys.readouterr()
     assert "items new 1" in out and "files rejected 1" in out and "feeds written" in out
     assert f"rejected: {tmp_path / 'articles' / 'bad.md'}: bad YAML front matter" in err
+    assert main(["build", *args_for(tmp_path)]) == 0  # nothing changed: bad.md is not re-read
+    out = capsys.readouterr().out
+    assert "files rejected 0 (1 in all: feeds errors)" in out  # a rerun does not look clean
 
 
 def test_items_json_has_the_documented_fields(
@@ -278,6 +284,11 @@ def test_backup_refuses_to_overwrite_or_to_copy_nothing(
     assert dest.read_bytes() == b"precious"
     assert main(["backup", *args_for(tmp_path), "--force", str(dest)]) == 0
     assert dest.read_bytes().startswith(b"SQLite format 3\x00")
+    nowhere = tmp_path / "backups" / "feeds.db"
+    assert main(["backup", *args_for(tmp_path), str(nowhere)]) == 1
+    assert capsys.readouterr().err == (
+        f"feeds: cannot write {nowhere}: there is no folder {nowhere.parent} (create it first)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -335,3 +346,177 @@ def test_the_shipped_config_links_to_the_port_given_on_the_command_line() -> Non
     assert config_from(args).base_url == "http://127.0.0.1:9000/"
     plain = build_parser().parse_args(["build", "--config", shipped])
     assert config_from(plain).base_url == "http://127.0.0.1:8080/"
+
+
+def test_log_level_is_taken_after_the_sub_command_too(tmp_path: Path) -> None:
+    """configuration.md names `--log-level` beside `--log-format`: `feeds build --log-level
+    ERROR` and `python service.py --log-level DEBUG` (= `feeds run ...`) must take it."""
+    import logging
+
+    from feeds.cli import build_parser
+
+    write(tmp_path / "articles" / "bad.md", "---\ntitle: [\n---\nx")
+    root = logging.getLogger()
+    level = root.level
+    try:
+        assert main(["build", *args_for(tmp_path), "--log-level", "ERROR"]) == 0
+        assert root.level == logging.ERROR
+    finally:
+        root.setLevel(level)  # later tests' caplog must still see warnings
+    parser = build_parser()
+    assert parser.parse_args(["run", "--log-level", "DEBUG"]).log_level == "DEBUG"
+    assert parser.parse_args(["--log-level", "WARNING", "run"]).log_level == "WARNING"
+    assert parser.parse_args(["alerts", "deliver", "--log-level", "INFO"]).log_level == "INFO"
+    assert parser.parse_args(["items"]).log_level is None
+
+
+def test_version_and_help_state_the_exit_codes_the_readme_documents() -> None:
+    from feeds import __version__
+    from feeds.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OUTPUT, EXIT_STORE
+
+    version = subprocess.run(
+        [sys.executable, "-m", "feeds", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (version.returncode, version.stdout) == (0, f"feeds {__version__}\n")
+    helped = subprocess.run(
+        [sys.executable, "-m", "feeds", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0
+    assert "exit codes" in helped.stdout and "Command line:" not in helped.stdout
+    readme = (ROOT / "README.md").read_text("utf-8")
+    codes = {EXIT_FAILED: "failed", EXIT_CONFIG: "config", EXIT_OUTPUT: "output folder"}
+    for code, words in (codes | {EXIT_STORE: "state database"}).items():
+        assert re.search(rf"\n  {code}  [^\n]*{words}", helped.stdout), code
+        assert re.search(rf"\b{code} [^;]*{words}", readme), code
+
+
+@pytest.mark.parametrize(
+    "command", ["build", "check-config", "run", "backup", "alerts test", "alerts deliver"]
+)
+def test_each_command_help_says_how_it_exits(command: str) -> None:
+    from feeds.cli import build_parser
+
+    with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(io.StringIO()) as out:
+        build_parser().parse_args([*command.split(), "--help"])
+    assert done.value.code == 0
+    assert "Exit " in out.getvalue(), out.getvalue()
+
+
+def test_check_config_names_the_file_it_read_or_warns_that_there_was_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run outside the project folder, `feeds check-config` used to answer a bare "ok" about
+    the built-in defaults: a new user could not tell that no config file was read at all."""
+    monkeypatch.delenv("FEEDS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check-config"]) == 0  # warnings only
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("; config (none: built-in defaults)")
+    assert lines[1].startswith(f"warning: no config file: config/feeds.toml is not in {tmp_path}")
+    shipped = ROOT / "config" / "feeds.toml"
+    assert main(["check-config", "--config", str(shipped)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(f"; config {shipped}") and "no config file" not in out
+    write(tmp_path / "articles" / "a.md", hexo_post("北交所发布新规", STORY))
+    assert main(["build", "--state", str(tmp_path / "s.db")]) == 0
+    assert "no config file: config/feeds.toml is not in" in capsys.readouterr().err
+
+
+def test_a_top_level_key_below_a_table_says_where_it_belongs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snippet pasted at the end of the file puts its top-level keys into the last table."""
+    config = write(
+        tmp_path / "pasted.toml",
+        '[[topics]]\nname = "北交所"\nkeywords = ["北交所"]\nalert_bulk_files = 100\n',
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    (problem,) = capsys.readouterr().err.splitlines()[1:]
+    assert problem.startswith("  topics.0.alert_bulk_files: unknown key here: 'alert_bulk_files'")
+    assert "move it above the first one" in problem
+
+
+def test_a_string_where_a_list_belongs_shows_the_list_to_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pydantic said "Input should be a valid tuple": TOML has lists, not tuples."""
+    config = write(
+        tmp_path / "lists.toml",
+        'articles = "/srv/articles"\n[[topics]]\nname = "北交所"\nkeywords = "北交所"\n',
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        '  articles: should be a list, e.g. articles = ["/srv/articles"]',
+        '  topics.0.keywords: should be a list, e.g. keywords = ["北交所"]',
+    ]
+
+
+def test_a_file_where_the_state_folder_belongs_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to read "[Errno 17] File exists: '…'", which says neither what nor where."""
+    blocker = write(tmp_path / "state", "x")
+    args = args_for(tmp_path)
+    args[args.index("--state") + 1] = str(blocker / "sub" / "feeds.db")
+    assert main(["build", *args]) == 4
+    assert capsys.readouterr().err == (
+        f"feeds: cannot open state database {blocker / 'sub' / 'feeds.db'}: {blocker} is not a"
+        " folder\n"
+    )
+
+
+def test_a_bad_value_from_the_environment_is_not_blamed_on_the_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = str(ROOT / "config" / "feeds.toml")
+    monkeypatch.setenv("FEEDS_FEED__LIMIT", "0")
+    assert main(["check-config", "--config", shipped]) == 2
+    assert "  feed.limit (from FEEDS_FEED__LIMIT): Input should be greater than 0" in (
+        capsys.readouterr().err.splitlines()
+    )
+    monkeypatch.delenv("FEEDS_FEED__LIMIT")
+    assert main(["run", "--config", shipped, "--port", "99999"]) == 2
+    assert "  server.port (from the command line): Input should be less than or equal to 65535" in (
+        capsys.readouterr().err.splitlines()
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("FEEDS_OUTPUT", ""), ("FEEDS_STATE", " "), ("FEEDS_ARTICLES", "/a:")]
+)
+def test_a_path_variable_set_to_nothing_is_refused_not_the_working_directory(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+) -> None:
+    """`FEEDS_OUTPUT=${OUT}` with OUT unset used to write the feeds into the working directory
+    (and FEEDS_ARTICLES= read it, README and all, as articles)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    assert main(["check-config", "--config", str(ROOT / "config" / "feeds.toml")]) == 2
+    key = variable.removeprefix("FEEDS_").lower()
+    assert f"  {key} (from {variable}): Value error, an empty path" in capsys.readouterr().err
+
+
+def test_an_empty_path_flag_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where `--output ""` used to write the feeds
+    with pytest.raises(SystemExit) as done:
+        main(["build", *args_for(tmp_path), "--output", ""])
+    assert done.value.code == 2
+    assert "argument --output: an empty path" in capsys.readouterr().err
+    assert not (tmp_path / "all.rss").exists()
+
+
+def test_run_help_names_the_config_keys_its_defaults_come_from() -> None:
+    """`--port PORT  HTTP port (default 8080)` was wrong whenever the config set server.port."""
+    from feeds.cli import build_parser
+
+    with pytest.raises(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:
+        build_parser().parse_args(["run", "--help"])
+    text = out.getvalue()
+    for words in ("server.host", "server.port", "service.log_format", "$FEEDS_CONFIG"):
+        assert words in text, words

@@ -335,6 +335,7 @@ def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
         )  # fmt: skip
     assert done.returncode == 1
     assert f"feeds: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "another address with --port" in done.stderr  # and what to do about it
     assert "Traceback" not in done.stderr
 
 

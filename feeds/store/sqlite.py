@@ -401,6 +401,12 @@ class SQLiteStore(OutboxMixin):
         self._index_version = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder must be
+            where = next((p for p in path.parents if p.exists()), path.parent)
+            raise StoreError(f"cannot open state database {path}: {where} is not a folder") from exc
+        except OSError:
+            pass  # sqlite3 says what is wrong below
+        try:
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=30
             )
