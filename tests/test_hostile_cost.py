@@ -53,6 +53,16 @@ SHAPES: dict[str, tuple[str, str, str]] = {
         front("长链接", f'link: "//{repeated("a")} x"\n') + BODY,
         "长链接",
     ),
+    # clean: Liquid/Nunjucks tags "{%.*?%}", "{{.*?}}", "{:[^}]*}" never closed on a line
+    "unclosed-liquid-tags": ("liquid.md", front("模板标签") + repeated("{%") + "\n", "模板标签"),
+    "unclosed-liquid-output": ("output.md", front("模板输出") + repeated("{{") + "\n", "模板输出"),
+    "unclosed-kramdown-attributes": (
+        "ial.md",
+        front("属性列表") + repeated("{:") + "\n",
+        "属性列表",
+    ),
+    # clean: "{% raw %}(.*?){% endraw %}" with no endraw
+    "raw-without-endraw": ("raw.md", front("原样块") + repeated("{% raw %}") + "\n", "原样块"),
 }
 
 
