@@ -569,10 +569,11 @@ def _parsed_body(markup: str, *, deep: bool) -> _Node | None:
 
     libxml2 builds its own tree fastest, but stops reading (silently) at depth 256. Such a
     tree, or one nearly as deep, is built again from the parser's events (``deep``), which have
-    no depth limit; so nothing after absurdly deep markup is lost.
+    no depth limit; so nothing after absurdly deep markup is lost (what lies deeper than pass A
+    keeps elements is built as text: ``_ShallowBuilder``).
     """
     # One parser per call: a parser object is not to be shared between threads.
-    parser = etree.HTMLParser(target=etree.TreeBuilder()) if deep else etree.HTMLParser()
+    parser = etree.HTMLParser(target=_ShallowBuilder()) if deep else etree.HTMLParser()
     parser.feed(markup)
     document = parser.close()
     if document is None:
@@ -581,6 +582,57 @@ def _parsed_body(markup: str, *, deep: bool) -> _Node | None:
         return _parsed_body(markup, deep=True)
     body: _Node | None = next(document.iter("body"), None)
     return body
+
+
+# Elements below html > body > MAX_DEPTH levels are text (pass A flattens them), so a deep
+# re-parse builds none deeper than that.
+_BUILT_DEPTH = MAX_DEPTH + 3
+
+
+class _ShallowBuilder:
+    """A parser target building the tree as ``etree.TreeBuilder`` does, but no element deeper
+    than ``_BUILT_DEPTH``: what lies deeper is kept as text of the deepest one, without the
+    text of <rt>-like elements (scripts, styles, ruby annotations) and comments, as pass A
+    flattens such markup. lxml walks the ancestors of an element whenever Python lets go of
+    one, so a tree of the parser's full depth (a 4 MB file of "<b>" is 1.3 million levels)
+    cost the square of it to flatten: minutes."""
+
+    def __init__(self) -> None:
+        self._builder = etree.TreeBuilder()
+        self._depth = 0  # elements built and open
+        self._skipped: list[str] = []  # open elements not built
+        self._apart = 0  # how many of them are <rt>-like
+
+    def start(self, tag: str, attrib: dict[str, str], nsmap: object = None) -> None:
+        if self._depth >= _BUILT_DEPTH:
+            self._skipped.append(tag)
+            self._apart += tag in _TEXT_APART
+        else:
+            self._depth += 1
+            self._builder.start(tag, attrib)
+
+    def end(self, tag: str) -> None:
+        if self._skipped:
+            self._apart -= self._skipped.pop() in _TEXT_APART
+        else:
+            self._depth -= 1
+            self._builder.end(tag)
+
+    def data(self, data: str) -> None:
+        if not self._apart:
+            self._builder.data(data)
+
+    def comment(self, text: str) -> None:
+        if not self._skipped:
+            self._builder.comment(text)
+
+    def pi(self, target: str, data: str | None = None) -> None:
+        if not self._skipped:
+            self._builder.pi(target, data)
+
+    def close(self) -> _Node:
+        root: _Node = self._builder.close()
+        return root
 
 
 def _pass_drop(root: _Node, selectors: _Selectors, base_url: str | None) -> _Tree:

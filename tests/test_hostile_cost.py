@@ -66,6 +66,12 @@ SHAPES: dict[str, tuple[str, str, str]] = {
     # clean: lxml freed the anchors of a dropped navigation paragraph one by one, each time
     # walking the whole paragraph
     "thousands-of-relative-links": ("nav.md", front("相对链接") + repeated("[x](y)\n"), "相对链接"),
+    # clean: markup millions of levels deep was built in full, then walked at every level
+    "markup-a-million-levels-deep": (
+        "deep.html",
+        front("极深嵌套") + "<p>" + repeated("<b>") + "深处的文字。",
+        "极深嵌套",
+    ),
 }
 
 
