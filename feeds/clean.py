@@ -451,7 +451,9 @@ def _gfm_to_html(encoded: bytes) -> str:
 def _taken(raw: object) -> str:
     """The text of a C string cmark returns, which is then freed."""
     try:
-        rendered: str = _cmark.ffi.string(raw).decode("utf-8")
+        # cmark writes the entities &#xFFFE; and &#xFFFF; as the bytes FE and FF (utf8proc's
+        # old encoder), which are no UTF-8: they are read as U+FFFD, whatever they were.
+        rendered: str = _cmark.ffi.string(raw).decode("utf-8", "replace")
     finally:
         # cmarkgfm.markdown_to_html never frees cmark's result (≈ the size of the HTML per
         # call: hundreds of MB over an archive); cmark allocates it with the C library's malloc.
