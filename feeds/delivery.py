@@ -22,6 +22,7 @@ import logging
 import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -60,6 +61,9 @@ PRUNE_EVERY: Final = timedelta(hours=1)
 MAX_WORKERS: Final = 8
 DETAIL_CHARS: Final = 300
 BODY_CHARS: Final = 2000
+# Of a receiver's answer, at most this much is read (a platform answers some 100 bytes), and
+# only for timeout_seconds in all: an endless or trickling answer cannot hold the delivery.
+ANSWER_BYTES: Final = 64 * 1024
 
 # Chat platforms' "too many messages" codes -> how long they throttle (seconds).
 RATE_LIMIT_CODES: Final[Mapping[str, Mapping[int, float]]] = {
@@ -261,21 +265,39 @@ def post(
     except ValueError:  # a whsec_ secret that is not base64
         return Outcome(False, True, detail="the secret cannot be used (whsec_ needs base64)")
     hidden = [*url_secrets(url), *url_secrets(request.url), secret]
+    deadline = time.monotonic() + webhook.timeout_seconds
     try:
-        response = client.post(
+        with client.stream(
+            "POST",
             request.url,
             content=request.body,
             headers=request.headers,
             timeout=webhook.timeout_seconds,
             follow_redirects=False,
-        )
+        ) as response:
+            text = _answer(response, deadline)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         detail = scrub(f"{type(exc).__name__}: {exc}", hidden)[:DETAIL_CHARS]
         return Outcome(False, not isinstance(exc, httpx.InvalidURL), detail=detail)
-    outcome = classify_response(
-        webhook.format, response.status_code, response.headers, response.text, now
-    )
+    except TimeoutError:
+        detail = f"the answer took over {webhook.timeout_seconds:g} s"
+        return Outcome(False, True, response.status_code, detail)
+    outcome = classify_response(webhook.format, response.status_code, response.headers, text, now)
     return _redacted(outcome, hidden)
+
+
+def _answer(response: httpx.Response, deadline: float) -> str:
+    """The first ``ANSWER_BYTES`` of the answer's body as text; ``TimeoutError`` when it is not
+    there by ``deadline`` (each read waits ``timeout_seconds`` at most, so a receiver sending
+    a byte now and then was waited for without end)."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= ANSWER_BYTES:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return bytes(body[:ANSWER_BYTES]).decode(response.encoding or "utf-8", "replace")
 
 
 def _redacted(outcome: Outcome, hidden: Sequence[str | None]) -> Outcome:
