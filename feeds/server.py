@@ -60,6 +60,7 @@ from uvicorn.server import ServerState
 
 from feeds.feedfilter import FeedFilter, FilterError, filter_feed
 from feeds.model import FEED_SUFFIXES
+from feeds.render import CONTENT_SECURITY_POLICY
 
 __all__ = ["CONTENT_TYPES", "Health", "ServerThread", "create_app"]
 
@@ -350,6 +351,7 @@ def _artefact_response(
     if _is_not_modified(request.headers, artefact):
         return Response(status_code=304, headers=headers)
     headers["Content-Type"] = content_type
+    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     if use_gzip:
         headers["Content-Encoding"] = "gzip"
     body = artefact.gzipped if use_gzip and artefact.gzipped is not None else artefact.body
