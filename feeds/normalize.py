@@ -52,6 +52,10 @@ _TAG_NOT_COMMENT = re.compile(_MARKUP_TAG, re.IGNORECASE)
 # One character that is neither space nor "/" after the "//", then no space: "[^\s/]+\S*$"
 # says the same, but backtracks over every split of a long spaced value (quadratic).
 _URL = re.compile(r"^(?:https?:)?//[^\s/]\S*$", re.IGNORECASE)
+# Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): in one
+# line of plain text they turn what follows around ("Trojan Source"), in a reader's list or a
+# chat message beyond the title itself; no Chinese headline needs them.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _NOT_IN_URLS = re.compile('[\x00-\x20"<>\\\\^`{|}\x7f]')
 
 
@@ -116,7 +120,7 @@ def normalize(raw: RawArticle, rules: NormalizeRules) -> Article:
         language=_text(meta.get("lang") or meta.get("language")) or rules.language,
         content_html=body.html,
         text=body.text,
-        summary=defang(_summary(meta, body.text, title, rules.summary_chars))
+        summary=defang(_line_text(_summary(meta, body.text, title, rules.summary_chars)))
         or summarize(title, 200),
         image=image,
     )
@@ -162,7 +166,12 @@ def _plain(text: str) -> str:
         text = html.unescape(text)
         if "&" in text:  # escaped twice on its way ("&amp;amp;"): a reader would see "&amp;"
             text = html.unescape(text)
-    return defang(collapse_whitespace(xml_safe(text)))
+    return defang(collapse_whitespace(_line_text(text)))
+
+
+def _line_text(text: str) -> str:
+    """``text`` without what XML cannot carry and without bidirectional controls."""
+    return _BIDI_CONTROLS.sub("", xml_safe(text))
 
 
 def _without_markup(text: str) -> str:
@@ -194,7 +203,7 @@ def _title(meta: Mapping[str, Any], body: CleanBody, path: str) -> tuple[str, bo
         return title, False
     first_line = next((line.strip() for line in body.text.splitlines() if line.strip()), "")
     if first_line:
-        return defang(summarize(first_line, TITLE_FROM_BODY_CHARS)), True
+        return defang(_line_text(summarize(first_line, TITLE_FROM_BODY_CHARS))), True
     stem = PurePath(path).stem.strip().lstrip("-").strip()
     return (plain(stem.replace("_", " ")) or "无标题"), True
 
