@@ -38,6 +38,7 @@ from feeds.alert_payload import Alert, alert_from_payload, utf8_len
 from feeds.alerts import digest_id, sample_alert, utc_now
 from feeds.classify import topic_slug
 from feeds.config import Config, ConfigError, WebhookConfig, WebhookFormat, resolve_secret
+from feeds.http_answer import read_answer
 from feeds.outputs import site_of
 from feeds.signing import prepare_request
 from feeds.store import Store
@@ -275,7 +276,7 @@ def post(
             timeout=webhook.timeout_seconds,
             follow_redirects=False,
         ) as response:
-            text = _answer(response, deadline)
+            text = read_answer(response, ANSWER_BYTES, deadline)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         detail = scrub(f"{type(exc).__name__}: {exc}", hidden)[:DETAIL_CHARS]
         return Outcome(False, not isinstance(exc, httpx.InvalidURL), detail=detail)
@@ -284,20 +285,6 @@ def post(
         return Outcome(False, True, response.status_code, detail)
     outcome = classify_response(webhook.format, response.status_code, response.headers, text, now)
     return _redacted(outcome, hidden)
-
-
-def _answer(response: httpx.Response, deadline: float) -> str:
-    """The first ``ANSWER_BYTES`` of the answer's body as text; ``TimeoutError`` when it is not
-    there by ``deadline`` (each read waits ``timeout_seconds`` at most, so a receiver sending
-    a byte now and then was waited for without end)."""
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) >= ANSWER_BYTES:
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError
-    return bytes(body[:ANSWER_BYTES]).decode(response.encoding or "utf-8", "replace")
 
 
 def _redacted(outcome: Outcome, hidden: Sequence[str | None]) -> Outcome:

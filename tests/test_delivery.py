@@ -10,13 +10,10 @@ import hmac
 import itertools
 import json
 import logging
-import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,7 +40,14 @@ from feeds.delivery import (
 from feeds.pipeline import Pipeline
 from feeds.signing import prepare_request
 from feeds.store import Store, open_store
-from tests.alert_helpers import Clock, Receiver, Reply, queue_alerts, run_until_idle
+from tests.alert_helpers import (
+    Clock,
+    HostileReceiver,
+    Receiver,
+    Reply,
+    queue_alerts,
+    run_until_idle,
+)
 from tests.conftest import OTHER, ROOT, STORY, TOPICS, build, hexo_post, jekyll_post, write
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -945,43 +949,6 @@ def test_retry_leaves_an_alert_that_is_being_delivered_alone(
 
 
 # --- hostile receivers ----------------------------------------------------------------------------
-
-
-class HostileReceiver:
-    """Answers one POST with 200 and then a body that never ends: ``pace`` seconds between
-    chunks of ``chunk`` bytes, until the client goes away. Counts what it wrote."""
-
-    def __init__(self, chunk: bytes, pace: float) -> None:
-        self.chunk, self.pace = chunk, pace
-        self.written = 0
-        self.done = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        conn, _ = self.sock.accept()
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
-            while len(body) < length:
-                body += conn.recv(65536)
-            try:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
-                while self.written < 1 << 28:  # 256 MiB at most
-                    conn.sendall(self.chunk)
-                    self.written += len(self.chunk)
-                    if self.pace:
-                        time.sleep(self.pace)
-            except OSError:  # the client went away
-                pass
-        self.done.set()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def send_to(receiver: HostileReceiver, make_config: Callable[..., Config]) -> Any:
