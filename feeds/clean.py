@@ -317,6 +317,22 @@ class _Tree:
     with_images: set[_Node] = field(default_factory=set)  # elements holding a kept <img>
     renamed_voids: set[_Node] = field(default_factory=set)  # written "<font/>" when empty
     text_apart: bool = False  # an <rt> or <rp> is left: element text skips theirs
+    # Every element removed from the document, held until the others are let go (``release``).
+    dropped: list[_Node] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Let go of the elements held here, those removed from the document last.
+
+        lxml frees a removed subtree once no Python object refers into it, and checks that by
+        walking the subtree from its top each time one such object goes; with nothing held at
+        the top, letting go of N anchors inside one removed paragraph (a dict lets go in
+        document order) walked it N times: 20,000 relative links took 4 s, a 4 MB file hours.
+        While the top is held, each check stops there."""
+        self.relative_links.clear()
+        self.with_images.clear()
+        self.renamed_voids.clear()
+        self.blocks.clear()
+        self.dropped.clear()
 
 
 @dataclass(slots=True)
@@ -354,7 +370,10 @@ _RAW_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.DO
 _HIGHLIGHT = re.compile(r"^[ \t]*\{%-?\s*highlight\s+([\w+#.-]+)[^%]*-?%\}[ \t]*$", re.MULTILINE)
 _END_HIGHLIGHT = re.compile(r"^[ \t]*\{%-?\s*endhighlight\s*-?%\}[ \t]*$", re.MULTILINE)
 _TAG_LINE = re.compile(r"^[ \t]*(?:\{%.*?%\}|\{:[^}\n]*\})[ \t]*\n?", re.MULTILINE)
-_TEMPLATE_INLINE = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{:[^}\n]*\}")
+_TEMPLATE_INLINE = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{:[^}\n]*\}")  # what _drop_inline_tags drops
+_END_RAW = re.compile(r"\{%-?\s*endraw\s*-?%\}")
+_TEMPLATE_OPENER = re.compile(r"\{[%{:]")
+_TEMPLATE_CLOSER = {"%": "%}", "{": "}}", ":": "}"}
 
 
 def without_template_tags(markdown: str) -> str:
@@ -363,12 +382,52 @@ def without_template_tags(markdown: str) -> str:
         return markdown
     if "{%" not in markdown and "{{" not in markdown and "{:" not in markdown:
         return markdown
-    parts = _RAW_BLOCK.split(markdown)  # outside, raw inside, outside, …
+    parts = _raw_split(markdown)  # outside, raw inside, outside, …
     for index in range(0, len(parts), 2):
         text = _HIGHLIGHT.sub(r"```\1", parts[index])
         text = _END_HIGHLIGHT.sub("```", text)
-        parts[index] = _TEMPLATE_INLINE.sub("", _TAG_LINE.sub("", text))
+        parts[index] = _drop_inline_tags(_TAG_LINE.sub("", text))
     return "".join(parts)
+
+
+def _raw_split(markdown: str) -> list[str]:
+    """``_RAW_BLOCK.split(markdown)``, searched only up to the last ``{% endraw %}``: past it,
+    the lazy ``(.*?)`` would search the rest of the text from every ``{% raw %}`` in vain."""
+    end = 0
+    for end_raw in _END_RAW.finditer(markdown):
+        end = end_raw.end()
+    parts: list[str] = _RAW_BLOCK.split(markdown[:end]) if end else [""]
+    parts[-1] += markdown[end:]
+    return parts
+
+
+def _drop_inline_tags(text: str) -> str:
+    """``_TEMPLATE_INLINE.sub("", text)`` in linear time. The regex searches the rest of the
+    line from every opener that is never closed (a line of 20,000 "{%" took 5 s, a 4 MB file
+    hours); here a closer missing from a line is searched for once per kind of opener."""
+    kept: list[str] = []
+    done = 0  # text before this is in kept, or dropped
+    unclosed_until = {"%": -1, "{": -1, ":": -1}  # a closer is missing up to this line end
+    line_end = -1  # the end of the line being read
+    position = 0
+    while (opener := _TEMPLATE_OPENER.search(text, position)) is not None:
+        start = opener.start()
+        kind = text[start + 1]
+        position = start + 1
+        if start < unclosed_until[kind]:
+            continue
+        if start > line_end:
+            line_end = text.find("\n", start)
+            if line_end < 0:
+                line_end = len(text)
+        close = text.find(_TEMPLATE_CLOSER[kind], start + 2, line_end)
+        if close < 0:
+            unclosed_until[kind] = line_end
+            continue
+        kept.append(text[done:start])
+        done = position = close + len(_TEMPLATE_CLOSER[kind])
+    kept.append(text[done:])
+    return "".join(kept)
 
 
 def _gfm_to_html(encoded: bytes) -> str:
@@ -392,7 +451,9 @@ def _gfm_to_html(encoded: bytes) -> str:
 def _taken(raw: object) -> str:
     """The text of a C string cmark returns, which is then freed."""
     try:
-        rendered: str = _cmark.ffi.string(raw).decode("utf-8")
+        # cmark writes the entities &#xFFFE; and &#xFFFF; as the bytes FE and FF (utf8proc's
+        # old encoder), which are no UTF-8: they are read as U+FFFD, whatever they were.
+        rendered: str = _cmark.ffi.string(raw).decode("utf-8", "replace")
     finally:
         # cmarkgfm.markdown_to_html never frees cmark's result (≈ the size of the HTML per
         # call: hundreds of MB over an archive); cmark allocates it with the C library's malloc.
@@ -488,8 +549,11 @@ def _clean(html: str, rules: _Rules, base_url: str | None) -> CleanBody:
     if root is None:
         return EMPTY
     tree = _pass_drop(root, rules.selectors, base_url)
-    findings = _pass_blocks(tree, rules.patterns)
-    safe = _tidy(_SANITIZER.clean(_inner_markup(root, tree)))
+    try:
+        findings = _pass_blocks(tree, rules.patterns)
+        safe = _tidy(_SANITIZER.clean(_inner_markup(root, tree)))
+    finally:
+        tree.release()
     text = _sanitized_to_text(safe)
     if not text and "<img" not in safe:  # nothing visible (e.g. only U+FEFF): no body at all
         return EMPTY
@@ -507,10 +571,11 @@ def _parsed_body(markup: str, *, deep: bool) -> _Node | None:
 
     libxml2 builds its own tree fastest, but stops reading (silently) at depth 256. Such a
     tree, or one nearly as deep, is built again from the parser's events (``deep``), which have
-    no depth limit; so nothing after absurdly deep markup is lost.
+    no depth limit; so nothing after absurdly deep markup is lost (what lies deeper than pass A
+    keeps elements is built as text: ``_ShallowBuilder``).
     """
     # One parser per call: a parser object is not to be shared between threads.
-    parser = etree.HTMLParser(target=etree.TreeBuilder()) if deep else etree.HTMLParser()
+    parser = etree.HTMLParser(target=_ShallowBuilder()) if deep else etree.HTMLParser()
     parser.feed(markup)
     document = parser.close()
     if document is None:
@@ -519,6 +584,57 @@ def _parsed_body(markup: str, *, deep: bool) -> _Node | None:
         return _parsed_body(markup, deep=True)
     body: _Node | None = next(document.iter("body"), None)
     return body
+
+
+# Elements below html > body > MAX_DEPTH levels are text (pass A flattens them), so a deep
+# re-parse builds none deeper than that.
+_BUILT_DEPTH = MAX_DEPTH + 3
+
+
+class _ShallowBuilder:
+    """A parser target building the tree as ``etree.TreeBuilder`` does, but no element deeper
+    than ``_BUILT_DEPTH``: what lies deeper is kept as text of the deepest one, without the
+    text of <rt>-like elements (scripts, styles, ruby annotations) and comments, as pass A
+    flattens such markup. lxml walks the ancestors of an element whenever Python lets go of
+    one, so a tree of the parser's full depth (a 4 MB file of "<b>" is 1.3 million levels)
+    cost the square of it to flatten: minutes."""
+
+    def __init__(self) -> None:
+        self._builder = etree.TreeBuilder()
+        self._depth = 0  # elements built and open
+        self._skipped: list[str] = []  # open elements not built
+        self._apart = 0  # how many of them are <rt>-like
+
+    def start(self, tag: str, attrib: dict[str, str], nsmap: object = None) -> None:
+        if self._depth >= _BUILT_DEPTH:
+            self._skipped.append(tag)
+            self._apart += tag in _TEXT_APART
+        else:
+            self._depth += 1
+            self._builder.start(tag, attrib)
+
+    def end(self, tag: str) -> None:
+        if self._skipped:
+            self._apart -= self._skipped.pop() in _TEXT_APART
+        else:
+            self._depth -= 1
+            self._builder.end(tag)
+
+    def data(self, data: str) -> None:
+        if not self._apart:
+            self._builder.data(data)
+
+    def comment(self, text: str) -> None:
+        if not self._skipped:
+            self._builder.comment(text)
+
+    def pi(self, target: str, data: str | None = None) -> None:
+        if not self._skipped:
+            self._builder.pi(target, data)
+
+    def close(self) -> _Node:
+        root: _Node = self._builder.close()
+        return root
 
 
 def _pass_drop(root: _Node, selectors: _Selectors, base_url: str | None) -> _Tree:
@@ -534,9 +650,9 @@ def _pass_drop(root: _Node, selectors: _Selectors, base_url: str | None) -> _Tre
             node.tail = _blank(tail)
         name = node.tag
         if not isinstance(name, str):  # comments, processing instructions
-            _drop(node)
+            _drop(node, tree)
         elif depth > MAX_DEPTH:
-            _flatten(node, keep_blanks)
+            _flatten(node, keep_blanks, tree)
         else:
             keep_blanks = keep_blanks or name in _BLANKS_KEPT_IN
             if not keep_blanks and (text := node.text) and not text.strip(_ASCII_BLANKS):
@@ -555,8 +671,9 @@ def _blank(text: str) -> str:
     return "\n" if "\n" in text else " "
 
 
-def _drop(node: _Node, replacement: str = "") -> None:
-    """Remove ``node`` with everything inside it; ``replacement`` and its tail take its place."""
+def _drop(node: _Node, tree: _Tree, replacement: str = "") -> None:
+    """Remove ``node`` with everything inside it; ``replacement`` and its tail take its place.
+    The tree holds the removed element until it is released (``_Tree.release``)."""
     parent = node.getparent()
     if parent is None:
         return
@@ -568,11 +685,12 @@ def _drop(node: _Node, replacement: str = "") -> None:
         else:
             previous.tail = (previous.tail or "") + text
     parent.remove(node)  # takes its tail along
+    tree.dropped.append(node)
 
 
-def _flatten(node: _Node, keep_blanks: bool) -> None:
+def _flatten(node: _Node, keep_blanks: bool, tree: _Tree) -> None:
     """Absurdly deep markup becomes its text: the sanitizer is quadratic in nesting depth."""
-    _drop(node, _text_as_parsed(node, keep_blanks))
+    _drop(node, tree, _text_as_parsed(node, keep_blanks))
 
 
 def _visit(
@@ -583,7 +701,7 @@ def _visit(
         _mark_unwrap(node)
         tree.renamed_voids.add(node)
     elif name in DROPPED_WITH_CONTENT or selectors.match(node, name):
-        _drop(node)
+        _drop(node, tree)
         return False
     elif name == "img":
         _fix_image(node, base_url, tree, root)
@@ -633,11 +751,11 @@ def _pass_blocks(tree: _Tree, patterns: _Patterns) -> _Findings:
             if block.tag in _TABLE_STRUCTURE or block in tree.with_images:
                 _mark_parent_block(block, holds_blocks)
             else:
-                _drop(block)
+                _drop(block, tree)
             continue
         if _is_boilerplate(block, text, patterns, tree, findings):
-            _drop_link_list_after(block, closing)
-            _drop(block)
+            _drop_link_list_after(block, closing, tree)
+            _drop(block, tree)
             continue
         if raw[0].isspace():
             _trim_indentation(block)
@@ -648,7 +766,7 @@ def _pass_blocks(tree: _Tree, patterns: _Patterns) -> _Findings:
     return findings
 
 
-def _drop_link_list_after(block: _Node, closing: list[tuple[_Node, str]]) -> None:
+def _drop_link_list_after(block: _Node, closing: list[tuple[_Node, str]], tree: _Tree) -> None:
     """A list of nothing but links right after a boilerplate block ("相关阅读", "推荐阅读：")
     is the related-article list it introduces: it goes too (its items, already judged as
     blocks, leave the closing lines)."""
@@ -658,7 +776,7 @@ def _drop_link_list_after(block: _Node, closing: list[tuple[_Node, str]]) -> Non
     if not all(_is_link_item(item) for item in following):
         return
     closing[:] = [(node, text) for node, text in closing if following not in node.iterancestors()]
-    _drop(following)
+    _drop(following, tree)
 
 
 def _is_link_item(item: _Node) -> bool:
@@ -882,7 +1000,7 @@ def _fix_image(img: _Node, base_url: str | None, tree: _Tree, root: _Node) -> No
         src = _attr(img, "data-src") or _attr(img, "data-original") or src
     url = _absolute_url(src, base_url)
     if url is None or not url.lower().startswith(("http://", "https://")) or _is_not_a_picture(img):
-        _drop(img)
+        _drop(img, tree)
         return
     kept = {name: _attr(img, name) for name in _IMAGE_EXTRAS}
     if kept["referrerpolicy"].strip().lower() not in REFERRER_POLICIES:

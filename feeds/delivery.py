@@ -22,6 +22,7 @@ import logging
 import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -37,6 +38,7 @@ from feeds.alert_payload import Alert, alert_from_payload, utf8_len
 from feeds.alerts import digest_id, sample_alert, utc_now
 from feeds.classify import topic_slug
 from feeds.config import Config, ConfigError, WebhookConfig, WebhookFormat, resolve_secret
+from feeds.http_answer import read_answer
 from feeds.outputs import site_of
 from feeds.signing import prepare_request
 from feeds.store import Store
@@ -60,6 +62,9 @@ PRUNE_EVERY: Final = timedelta(hours=1)
 MAX_WORKERS: Final = 8
 DETAIL_CHARS: Final = 300
 BODY_CHARS: Final = 2000
+# Of a receiver's answer, at most this much is read (a platform answers some 100 bytes), and
+# only for timeout_seconds in all: an endless or trickling answer cannot hold the delivery.
+ANSWER_BYTES: Final = 64 * 1024
 
 # Chat platforms' "too many messages" codes -> how long they throttle (seconds).
 RATE_LIMIT_CODES: Final[Mapping[str, Mapping[int, float]]] = {
@@ -261,20 +266,24 @@ def post(
     except ValueError:  # a whsec_ secret that is not base64
         return Outcome(False, True, detail="the secret cannot be used (whsec_ needs base64)")
     hidden = [*url_secrets(url), *url_secrets(request.url), secret]
+    deadline = time.monotonic() + webhook.timeout_seconds
     try:
-        response = client.post(
+        with client.stream(
+            "POST",
             request.url,
             content=request.body,
             headers=request.headers,
             timeout=webhook.timeout_seconds,
             follow_redirects=False,
-        )
+        ) as response:
+            text = read_answer(response, ANSWER_BYTES, deadline)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         detail = scrub(f"{type(exc).__name__}: {exc}", hidden)[:DETAIL_CHARS]
         return Outcome(False, not isinstance(exc, httpx.InvalidURL), detail=detail)
-    outcome = classify_response(
-        webhook.format, response.status_code, response.headers, response.text, now
-    )
+    except TimeoutError:
+        detail = f"the answer took over {webhook.timeout_seconds:g} s"
+        return Outcome(False, True, response.status_code, detail)
+    outcome = classify_response(webhook.format, response.status_code, response.headers, text, now)
     return _redacted(outcome, hidden)
 
 

@@ -16,6 +16,8 @@ Stable URL scheme, relative to ``Site.base_url`` (never change it):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from collections.abc import Iterable, Sequence
@@ -347,6 +349,14 @@ _STYLE: Final = (
     "th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left}"
     "td.count{text-align:right;font-variant-numeric:tabular-nums}"
     "tbody th{background:#f4f4f4}"
+)
+# What a browser may do with a page the server sends: show the index with its own style sheet
+# (by its hash), and nothing else: no script, frame, form, plug-in, image or base URL, from
+# anywhere. Feed readers ignore it; a feed or OPML file opened in a browser gets it too.
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode("ascii")
+CONTENT_SECURITY_POLICY: Final = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
 )
 
 

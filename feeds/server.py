@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import stat
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +37,12 @@ from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote_to_bytes
+
+try:  # POSIX only: the kernel's send queue is measured where it can be
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover
+    fcntl = termios = None  # type: ignore[assignment]
 
 import h11
 import prometheus_client
@@ -53,6 +60,7 @@ from uvicorn.server import ServerState
 
 from feeds.feedfilter import FeedFilter, FilterError, filter_feed
 from feeds.model import FEED_SUFFIXES
+from feeds.render import CONTENT_SECURITY_POLICY
 
 __all__ = ["CONTENT_TYPES", "Health", "ServerThread", "create_app"]
 
@@ -72,6 +80,7 @@ ALLOW_HEADER = ", ".join(ALLOWED_METHODS)
 # line, the request as received is held to the limit too. Longer -> 414.
 MAX_URL_BYTES = 2048
 HEAD_TIMEOUT = 10.0  # seconds a connection has to send each request head
+WRITE_TIMEOUT = 30.0  # seconds a connection may take none of the answer it is owed
 MAX_HEADER_BYTES = 8 * 1024  # header names + values -> 431; h11 refuses larger partial reads
 CACHE_ENTRIES = 256
 CACHE_BYTES = 128 * 1024 * 1024  # body + gzip bytes held by the artefact cache
@@ -88,6 +97,7 @@ _SEGMENT_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
 _ETAG_RE = re.compile(r'(?:W/)?("[^"]*")')
 _HIGH_BYTES_RE = re.compile(rb"[\x80-\xff]+")
 _HEAD_END_RE = re.compile(rb"\n\r?\n")  # where h11 ends a request head (its blank_line_regex)
+_OUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if termios is not None else None  # SIOCOUTQ
 _OPEN_FLAGS = (
     os.O_RDONLY
     | getattr(os, "O_NOFOLLOW", 0)
@@ -341,6 +351,7 @@ def _artefact_response(
     if _is_not_modified(request.headers, artefact):
         return Response(status_code=304, headers=headers)
     headers["Content-Type"] = content_type
+    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     if use_gzip:
         headers["Content-Encoding"] = "gzip"
     body = artefact.gzipped if use_gzip and artefact.gzipped is not None else artefact.body
@@ -625,6 +636,9 @@ class _H11Protocol(H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self.conn = _RequestLineEncoder(config.h11_max_incomplete_event_size or MAX_HEADER_BYTES)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes waiting in the transport when the write timer was armed
+        self._wrote = False  # the transport's buffer drained below its low mark since then
 
     # A connection gets ``head_timeout`` seconds for each request head: uvicorn's keep-alive
     # timeout ends when any byte arrives, and nothing limits a head that never completes, so
@@ -641,14 +655,62 @@ class _H11Protocol(H11Protocol):
         if self.conn.their_state is not h11.IDLE:  # a head arrived (or the connection ended)
             self._cancel_head_timer()
 
+    # A client that stops reading holds its connection (and the unsent rest of a feed, copied
+    # into the transport's buffer) forever: nothing in uvicorn times out a write, and closing
+    # waits for the buffer to drain. A connection whose unsent data (in the transport and in
+    # the kernel's send queue) has not shrunk for ``write_timeout`` seconds is reset.
+    write_timeout = WRITE_TIMEOUT
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_writes()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._wrote = True
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._watch_writes()  # an answer still on its way holds the connection open
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self._arm_head_timer()  # the next request's head
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         super().connection_lost(exc)
+
+    def _watch_writes(self) -> None:
+        if self._write_timer is None and self.transport.get_write_buffer_size():
+            self._unsent = self._unsent_bytes()
+            self._wrote = False
+            self._write_timer = self.loop.call_later(self.write_timeout, self._check_writes)
+
+    def _check_writes(self) -> None:
+        self._write_timer = None
+        if not self.transport.get_write_buffer_size():
+            return  # all handed to the kernel: an idle connection (the head timer's)
+        if self._wrote or self._unsent_bytes() < self._unsent:  # the client took some
+            self._watch_writes()
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # reset, so the kernel drops its copy too (no lingering close)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+    def _unsent_bytes(self) -> int:
+        """What the client has not taken yet: the transport's buffer and the kernel's send
+        queue (which the client drains first; Linux, elsewhere the buffer only)."""
+        unsent = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and _OUTQ is not None:
+            with contextlib.suppress(OSError, ValueError):
+                queued = fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0")
+                unsent += int(struct.unpack("i", queued)[0])
+        return unsent
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -711,9 +773,14 @@ class ServerThread:
         *,
         log_level: str = "warning",
         head_timeout: float = HEAD_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
     ) -> None:
         self.host = host
-        protocol = type("_H11Protocol", (_H11Protocol,), {"head_timeout": head_timeout})
+        protocol = type(
+            "_H11Protocol",
+            (_H11Protocol,),
+            {"head_timeout": head_timeout, "write_timeout": write_timeout},
+        )
         self._requested_port = port
         self._config = uvicorn.Config(
             app,

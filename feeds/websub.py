@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from feeds.http_answer import read_answer
 from feeds.model import FEED_SUFFIXES
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ FIRST_RETRY_SECONDS = 30.0
 MAX_RETRY_SECONDS = 1800.0
 _RETRIED_STATUSES = frozenset({408, 425, 429})
 _USER_AGENT = "feeds (WebSub publisher)"
+_REASON_BYTES = 4096  # of a refusing hub's answer, read for the log line
 JOB_ID = "websub"
 
 
@@ -163,18 +165,23 @@ class HubNotifier:
 
     def _publish(self, hub: str, url: str) -> tuple[bool, str | None]:
         """(retry?, failure reason or None for success)."""
+        deadline = time.monotonic() + self.timeout
         try:
-            response = self.client.post(
+            with self.client.stream(
+                "POST",
                 hub,
                 data={"hub.mode": "publish", "hub.url": url},
                 timeout=self.timeout,
                 headers={"User-Agent": _USER_AGENT},
-            )
+            ) as response:
+                if response.is_success:
+                    return False, None  # the answer is not read
+                text = read_answer(response, _REASON_BYTES, deadline)
         except httpx.HTTPError as exc:
             return True, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if response.is_success:
-            return False, None
-        reason = f"HTTP {response.status_code} {response.text[:200].strip()}".strip()
+        except TimeoutError:
+            return True, f"HTTP {response.status_code}, the answer took over {self.timeout:g} s"
+        reason = f"HTTP {response.status_code} {text[:200].strip()}".strip()
         return response.status_code >= 500 or response.status_code in _RETRIED_STATUSES, reason
 
 

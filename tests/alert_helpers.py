@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+import socket
 import threading
 import time
 from collections import deque
@@ -299,3 +301,43 @@ def run_until_idle(deliverer: Deliverer, store: Store, clock: Clock, rounds: int
         else:
             clock.advance(61)
     raise AssertionError(f"the outbox did not settle in {rounds} rounds")
+
+
+# --- a hostile server -------------------------------------------------------------------------
+
+
+class HostileReceiver:
+    """Answers one POST with ``status`` and then a body that never ends: ``pace`` seconds
+    between chunks of ``chunk`` bytes, until the client goes away. Counts what it wrote."""
+
+    def __init__(self, chunk: bytes, pace: float, status: int = 200) -> None:
+        self.chunk, self.pace, self.status = chunk, pace, status
+        self.written = 0
+        self.done = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+            while len(body) < length:
+                body += conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: text/plain\r\n\r\n" % self.status)
+                while self.written < 1 << 28:  # 256 MiB at most
+                    conn.sendall(self.chunk)
+                    self.written += len(self.chunk)
+                    if self.pace:
+                        time.sleep(self.pace)
+            except OSError:  # the client went away
+                pass
+        self.done.set()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -4,6 +4,9 @@ real HTTP to receivers on 127.0.0.1 that verify signatures themselves, an inject
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -35,8 +38,16 @@ from feeds.delivery import (
     url_secrets,
 )
 from feeds.pipeline import Pipeline
+from feeds.signing import prepare_request
 from feeds.store import Store, open_store
-from tests.alert_helpers import Clock, Receiver, Reply, queue_alerts, run_until_idle
+from tests.alert_helpers import (
+    Clock,
+    HostileReceiver,
+    Receiver,
+    Reply,
+    queue_alerts,
+    run_until_idle,
+)
 from tests.conftest import OTHER, ROOT, STORY, TOPICS, build, hexo_post, jekyll_post, write
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -935,3 +946,63 @@ def test_retry_leaves_an_alert_that_is_being_delivered_alone(
         assert store.retry_alerts(str(row.id), now + timedelta(minutes=2)) == 1  # lease over
     finally:
         store.close()
+
+
+# --- hostile receivers ----------------------------------------------------------------------------
+
+
+def send_to(receiver: HostileReceiver, make_config: Callable[..., Config]) -> Any:
+    url = f"http://127.0.0.1:{receiver.port}/hook"
+    webhook = {"name": "desk", "url": url, "timeout_seconds": 1, "keywords": ["北交所"]}
+    config = make_config(webhooks=[webhook])
+    outcome: list[Any] = []
+    with httpx.Client() as client:
+        sender = threading.Thread(target=lambda: outcome.append(send_test(config, "desk", client)))
+        sender.start()
+        sender.join(120)  # before: a trickle kept it waiting for ever
+    assert outcome, "still reading the answer"
+    return outcome[0]
+
+
+def test_an_endless_answer_is_read_only_so_far(make_config: Callable[..., Config]) -> None:
+    receiver = HostileReceiver(b"x" * 65536, pace=0)
+    try:
+        outcome = send_to(receiver, make_config)
+        assert outcome.ok and outcome.body.startswith("xxx")
+        assert receiver.done.wait(60)
+        assert receiver.written < 64 * 1024 * 1024  # before: all of it, 256 MiB, held in memory
+    finally:
+        receiver.close()
+
+
+def test_a_trickling_answer_fails_after_timeout_seconds(make_config: Callable[..., Config]) -> None:
+    receiver = HostileReceiver(b"x", pace=0.05)  # a byte well within each read's timeout
+    try:
+        outcome = send_to(receiver, make_config)
+        assert not outcome.ok and outcome.retryable
+        assert outcome.detail == "the answer took over 1 s"
+    finally:
+        receiver.close()
+
+
+def test_the_standard_webhooks_example_signature() -> None:
+    """The example of the Standard Webhooks specification (its README and reference test)."""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    msg_id, stamp, body = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    request = prepare_request(
+        "json", "https://example.org/hook", secret, msg_id, json.loads(body),
+        datetime.fromtimestamp(stamp, UTC),
+    )  # fmt: skip
+    assert request.headers["webhook-id"] == msg_id
+    assert request.headers["webhook-timestamp"] == str(stamp)
+    assert request.body == b'{"test":2432232314}'  # compact JSON: the signature is over these
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    assert (  # the spec's own expected value for its body
+        "v1," + base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body,
+                                          hashlib.sha256).digest()).decode()
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )  # fmt: skip
+    expected = hmac.new(key, f"{msg_id}.{stamp}.".encode() + request.body, hashlib.sha256)
+    assert request.headers["webhook-signature"] == "v1," + base64.b64encode(
+        expected.digest()
+    ).decode("ascii")

@@ -256,6 +256,12 @@ YAML = [
          + b"</p>\n"),
 ]  # fmt: skip
 
+BODIES = [  # text cmark writes as bytes that are no UTF-8
+    Case("noncharacter-entities-in-markdown", "nonchar.md", text_post("非字符实体",
+         body=f"{sentence()}\n\n&#xFFFF; &#xfffe; &#65535; &#1; &#xD800; &#x110000;\n"),
+         detail="非字符实体"),
+]  # fmt: skip
+
 WRONG_TYPES = ["[1, 2]", "{a: 1}", "42", "true", "null", "2024-05-14", "[2024-05-14]", ".nan",
                "-.inf", "{date: {x: [1]}}", "''", "0x1F", "!!binary aGk="]  # fmt: skip
 FIELDS = ["title", "date", "updated", "categories", "tags", "description", "link", "url",
@@ -355,7 +361,7 @@ SPECIAL = [
          _directory_named_like_a_file),
 ]  # fmt: skip
 
-CASES = [*ENCODINGS, *YAML, *MISTYPED, *BINARY, *NAMES, *SPECIAL]
+CASES = [*ENCODINGS, *YAML, *BODIES, *MISTYPED, *BINARY, *NAMES, *SPECIAL]
 assert len({case.id for case in CASES}) == len(CASES)
 
 

@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -347,3 +350,37 @@ def test_secrets_never_appear_in_logs_errors_health_or_files(running: Running) -
             assert_no_secret(path.read_bytes(), str(path))
     for path in (running.tmp / "state").iterdir():
         assert_no_secret(path.read_bytes(), str(path))
+
+
+# --- what a browser may do with what is served -------------------------------------------------
+
+
+def headers_of(response: bytes) -> dict[str, str]:
+    head = response.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    return {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in head)}
+
+
+def test_pages_and_feeds_carry_a_content_security_policy(running: Running) -> None:
+    """The index runs nothing and loads nothing but its own style sheet, even if text from an
+    article got past the escaping; feeds and the OPML list opened in a browser likewise."""
+    port = running.service.port
+    for path in (b"/", b"/index.html", b"/all.rss", b"/all.atom", b"/feeds.opml"):
+        response = request(port, path)
+        headers = headers_of(response)
+        assert status(response) == 200 and headers["x-content-type-options"] == "nosniff"
+        policy = {
+            name: sources
+            for name, _, sources in (d.strip().partition(" ") for d in
+                                     headers["content-security-policy"].split(";"))
+        }  # fmt: skip
+        assert policy["default-src"] == "'none'", (path, policy)
+        assert policy["base-uri"] == policy["form-action"] == policy["frame-ancestors"] == "'none'"
+        assert "script-src" not in policy and "unsafe" not in headers["content-security-policy"]
+        if path in (b"/", b"/index.html"):  # the page's own <style> is what the policy allows
+            page = response.split(b"\r\n\r\n", 1)[1].decode("utf-8")
+            styles = re.findall(r"<style>(.*?)</style>", page, re.DOTALL)
+            digests = {
+                "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+                for s in styles
+            }
+            assert styles and digests == set(policy["style-src"].split())

@@ -200,3 +200,33 @@ def test_a_weibo_tag_repeating_the_title_does_not_open_the_summary(
     assert str(entry_by_title(config, "北证50盘中创新高")["summary"]) == STORY[0]
     kept = str(entry_by_title(config, "逆回购操作平稳")["summary"])  # a label, not the title
     assert kept.startswith("【央行动态】")
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_plain_text_fields_carry_no_bidirectional_controls(
+    make_config: Callable[..., Config], articles: Path
+) -> None:
+    """An override in a title turns the rest of a reader's line around (a "Trojan Source"
+    spoof of the outlet, the date or the next headline); embeddings and isolates likewise."""
+    front = (
+        '---\ntitle: "北交所\u202e公告\u2067翻转"\nauthor: "来源\u202d名称"\n'
+        'categories: ["分类\u202b一", "\u2066分类二"]\ndescription: "摘要\u202e倒写"\n---\n\n'
+    )
+    write(articles / "bidi.md", front + STORY[0] + "\n")
+    write(articles / "untitled.md", "---\ndate: 2024-05-14\n---\n\n\u202e" + OTHER[0] + "\n")
+    config = make_config()
+    assert build(config).batch.rejected == []
+    entry = entry_by_title(config, "北交所公告翻转")
+    assert entry["author"] == "来源名称" and entry["summary"] == "摘要倒写"
+    assert [tag["term"] for tag in entry["tags"]] == ["分类一", "分类二"]
+    assert entry_by_title(config, OTHER[0])["title"] == OTHER[0]  # a title from the body
+    for path in config.output.rglob("*"):
+        if path.suffix in (".rss", ".atom"):  # the content (HTML) is what the article wrote
+            for item in feed_entries(config, str(path.relative_to(config.output))):
+                tags = [tag["term"] for tag in item.get("tags", [])]
+                plain = [item["title"], item["summary"], item.get("author", ""), *tags]
+                assert not any(char in "".join(plain) for char in BIDI), (path, plain)
+        elif path.is_file():  # the index and the OPML list
+            assert not any(char in path.read_text("utf-8") for char in BIDI), path

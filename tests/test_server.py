@@ -1087,3 +1087,63 @@ def test_slow_but_complete_heads_and_kept_alive_connections_are_served(quick_hea
             while not reply.endswith(RSS):
                 reply += sock.recv(65536)
             assert reply.startswith(b"HTTP/1.1 200 ")
+
+
+# --- clients that stop reading ------------------------------------------------------------------
+
+BIG = os.urandom(8 * 1024 * 1024)  # incompressible: the answer is this large on the wire
+TCP_ESTABLISHED = 1  # tcpi_state, the first byte of TCP_INFO (Linux)
+
+
+@pytest.fixture
+def quick_writes(tmp_path: Path) -> Iterator[int]:
+    """A server that lets an answer stand still for 1 s (the service: 30 s)."""
+    (tmp_path / "big.rss").write_bytes(BIG)
+    (tmp_path / "all.rss").write_bytes(RSS)
+    app = create_app(tmp_path, health=healthy, registry=prometheus_client.CollectorRegistry())
+    server = ServerThread(app, "127.0.0.1", 0, write_timeout=1.0)
+    server.start()
+    try:
+        yield server.port
+    finally:
+        server.stop()
+
+
+def reader(port: int, window: int = 4096) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, window)  # the server's writes stall
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /big.rss HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
+    return sock
+
+
+def established(sock: socket.socket) -> bool:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
+
+
+def test_a_client_that_stops_reading_is_cut_off(quick_writes: int) -> None:
+    """It would hold its connection and the rest of the feed in memory for ever."""
+    stalled = [reader(quick_writes) for _ in range(3)]
+    try:
+        with httpx.Client(timeout=10) as client:  # others are served meanwhile
+            assert client.get(f"http://127.0.0.1:{quick_writes}/all.rss").content == RSS
+        for _ in range(600):  # the server resets them after 1 s without progress
+            if not any(established(sock) for sock in stalled):
+                break
+            time.sleep(0.1)
+        assert not any(established(sock) for sock in stalled)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_slow_reader_that_keeps_reading_gets_the_whole_answer(quick_writes: int) -> None:
+    with reader(quick_writes, 64 * 1024) as sock:
+        received = b""
+        while not received.endswith(BIG):
+            chunk = sock.recv(64 * 1024)
+            assert chunk, f"cut off after {len(received)} bytes"
+            received += chunk
+            time.sleep(0.01)  # slower than the server writes, never standing still
+        assert received.startswith(b"HTTP/1.1 200 ")

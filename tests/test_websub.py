@@ -21,7 +21,7 @@ from feeds.websub import (
     changed_feed_urls,
     unreachable_from_hubs,
 )
-from tests.alert_helpers import Receiver, Reply
+from tests.alert_helpers import HostileReceiver, Receiver, Reply
 from tests.conftest import hexo_post, jekyll_post, write
 from tests.service_process import ServiceProcess, wait_for, write_config
 
@@ -133,6 +133,24 @@ def test_a_failing_hub_is_retried_with_backoff(hub: Receiver) -> None:
         assert notifier.send_due().sent == 1
     assert notifier.pending == 0
     assert [r.status for r in hub.received] == [503, 503, 200]
+
+
+@pytest.mark.parametrize("status", [202, 500])
+def test_an_endless_answer_of_a_hub_is_not_read_to_its_end(status: int) -> None:
+    hub = HostileReceiver(b"busy " * 13_000, pace=0, status=status)
+    try:
+        with httpx.Client() as client:
+            notifier = HubNotifier([f"http://127.0.0.1:{hub.port}/"], client, timeout=5)
+            notifier.changed(["https://f.example.org/all.rss"])
+            report = notifier.send_due()
+        assert hub.done.wait(60)
+        assert hub.written < 64 * 1024 * 1024  # before: all of it, 256 MiB, held in memory
+        if status == 202:
+            assert report.sent == 1
+        else:
+            assert report.retrying[0][2].startswith("HTTP 500 busy busy")
+    finally:
+        hub.close()
 
 
 def test_an_unreachable_hub_is_retried_and_a_refusing_one_is_not(hub: Receiver) -> None:
