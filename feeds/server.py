@@ -6,8 +6,9 @@ artefact is read, hashed and gzipped once per identity and kept in a small LRU c
 between only cost an ``open`` + ``fstat``.
 
 Only known feed artefacts are reachable (``.rss``, ``.atom``, ``.opml``, ``.html``, ``.xml``), only
-through plain ASCII path segments that resolve to a regular file inside the real output folder.
-Everything is read-only: any method but GET and HEAD gets 405.
+through plain ASCII path segments that resolve to a regular file inside the real output folder;
+``<name>.json`` is the JSON Feed made from ``<name>.atom`` (``feeds.jsonfeed``), kept like a
+filtered feed. Everything is read-only: any method but GET and HEAD gets 405.
 
 Raw bytes >= 0x80 in a request line (Chinese filter words from newsboat or curl) are
 percent-encoded before h11 parses the line, so such a request is served as its percent-encoded
@@ -59,6 +60,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from feeds.feedfilter import FeedFilter, FilterError, filter_feed
+from feeds.jsonfeed import json_feed
 from feeds.model import FEED_SUFFIXES
 from feeds.render import CONTENT_SECURITY_POLICY
 
@@ -72,7 +74,9 @@ CONTENT_TYPES: Mapping[str, str] = {
     ".opml": "text/x-opml; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".xml": "application/xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",  # made from the .atom beside it
 }
+JSON_FEED_SUFFIX = ".json"
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW_HEADER = ", ".join(ALLOWED_METHODS)
 # path + query as the app sees them, i.e. after raw bytes >= 0x80 became %XX (_RequestLineEncoder):
@@ -467,14 +471,23 @@ def create_app(
     cache_control = f"public, max-age={max(0, int(max_age))}"
 
     def lookup(segments: list[str], wanted: FeedFilter | None, url: str) -> _Artefact | None:
+        as_json = segments[-1].endswith(JSON_FEED_SUFFIX)
+        if as_json:  # a JSON Feed is made from the Atom feed of the same name
+            segments = [*segments[:-1], segments[-1].removesuffix(JSON_FEED_SUFFIX) + ".atom"]
         real = _resolve(root_real, segments)
         artefact = cache.load(real) if real is not None else None
-        if artefact is None or wanted is None:
+        if artefact is None or (wanted is None and not as_json):
             return artefact
-        own_url = f"{url}?{wanted.query()}"
-        return filtered.derived(
-            f"{real}?{wanted.query()}", artefact, lambda body: filter_feed(body, wanted, own_url)
-        )
+        query = wanted.query() if wanted is not None else ""
+        own_url = f"{url}?{query}" if query else url
+
+        def make(body: bytes) -> bytes:
+            if wanted is not None:
+                body = filter_feed(body, wanted, own_url)
+            return json_feed(body, own_url) if as_json else body
+
+        key = f"{real}{JSON_FEED_SUFFIX if as_json else ''}?{query}"
+        return filtered.derived(key, artefact, make)
 
     async def serve_file(request: Request) -> Response:
         segments = _request_segments(request.scope)
@@ -484,7 +497,8 @@ def create_app(
         content_type = _content_type(segments[-1])
         if content_type is None:
             return _not_found()
-        is_feed = segments[-1].endswith(FEED_SUFFIXES)
+        is_json = segments[-1].endswith(JSON_FEED_SUFFIX)
+        is_feed = is_json or segments[-1].endswith(FEED_SUFFIXES)
         url = (base_url or str(request.base_url)) + "/".join(segments)
         query: bytes = request.scope.get("query_string", b"")
         try:
@@ -495,7 +509,8 @@ def create_app(
         if artefact is None:
             return _not_found()
         response = _artefact_response(request, artefact, content_type, cache_control)
-        if hubs and is_feed and wanted is None:  # hubs are told of the unfiltered feeds only
+        # Hubs are told of the unfiltered RSS and Atom feeds only.
+        if hubs and is_feed and not is_json and wanted is None:
             response.headers["Link"] = websub_links(hubs, url)
         return response
 

@@ -4,20 +4,24 @@ parser (jsonfeed-util) and compared with what feedparser reads from the Atom fil
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import feedparser
+import httpx
 import jsonfeed
+import prometheus_client
 import pytest
 from lxml import etree
 
 from feeds.config import Config
 from feeds.jsonfeed import VERSION, NotAtom, json_feed
+from feeds.server import Health, ServerThread, create_app
 from tests.conftest import build, hexo_post, jekyll_post, write
 
 BASE = "https://feeds.example.org/"
+NEXT_DAY = "Wed, 15 May 2024 01:00:00 GMT"
 FIGURE = '<p><img src="https://img.example.com/2024/chart.png" alt="走势图"></p>'
 
 
@@ -95,3 +99,64 @@ def test_an_empty_feed_is_a_valid_json_feed(
 def test_rss_is_not_converted(built: Config) -> None:
     with pytest.raises(NotAtom):
         json_feed((built.output / "all.rss").read_bytes(), f"{BASE}all.json")
+
+
+# --- served ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(built: Config) -> Iterator[str]:
+    def health() -> Health:
+        return Health(ok=True, last_scan=None, items=0, files_pending=0, alert_backlog=0)
+
+    app = create_app(
+        built.output,
+        health=health,
+        registry=prometheus_client.CollectorRegistry(),
+        hubs=("https://hub.example.com/",),
+        base_url=BASE,
+    )
+    running = ServerThread(app, "127.0.0.1", 0)
+    running.start()
+    try:
+        yield f"http://127.0.0.1:{running.port}"
+    finally:
+        running.stop()
+
+
+def test_every_feed_is_served_as_json_feed_too(server: str, built: Config) -> None:
+    atom = httpx.get(f"{server}/all.atom")
+    served = httpx.get(f"{server}/all.json")
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "application/feed+json; charset=utf-8"
+    assert "link" not in served.headers  # hubs know the RSS and Atom feeds only
+    parsed = jsonfeed.Feed.parse_string(served.text)
+    assert parsed.feed_url == f"{BASE}all.json"
+    assert [i.id for i in parsed.items] == [e.id for e in feedparser.parse(atom.content).entries]
+    again = httpx.get(f"{server}/all.json", headers={"If-None-Match": served.headers["etag"]})
+    assert again.status_code == 304
+    topic = jsonfeed.Feed.parse_string(httpx.get(f"{server}/topics/beijiaosuo.json").text)
+    topic_atom = feedparser.parse(httpx.get(f"{server}/topics/beijiaosuo.atom").content)
+    assert [i.title for i in topic.items] == [e.title for e in topic_atom.entries] != []
+    assert topic.title == topic_atom.feed.title != parsed.title
+    for missing in ("/nope.json", "/index.json", "/feeds.json", "/sources/x.json"):
+        assert httpx.get(f"{server}{missing}").status_code == 404, missing
+
+
+def test_a_json_feed_follows_its_atom_feed_and_takes_filters(server: str, built: Config) -> None:
+    first = httpx.get(f"{server}/all.json")
+    write(
+        built.articles[0] / "c.md",
+        hexo_post(
+            "北交所再发新规", ["北交所今日再次发布新规。"], date="Wed, 15 May 2024 01:00:00 GMT"
+        ),
+    )
+    build(built)
+    second = httpx.get(f"{server}/all.json", headers={"If-None-Match": first.headers["etag"]})
+    assert second.status_code == 200
+    assert jsonfeed.Feed.parse_string(second.text).items[0].title == "北交所再发新规"
+    params = {"filter_title": "新规", "opencc": "s2tw", "limit": "1"}
+    cut = jsonfeed.Feed.parse_string(httpx.get(f"{server}/all.json", params=params).text)
+    assert [item.title for item in cut.items] == ["北交所再發新規"]
+    assert cut.feed_url == f"{BASE}all.json?filter_title=%E6%96%B0%E8%A7%84&limit=1&opencc=s2tw"
+    assert cut.language == "zh-TW"
