@@ -164,6 +164,10 @@ class Pipeline:
         self.store = store
         self.allow_reissue = allow_reissue
         self.keep_file_index = keep_file_index
+        # Seconds: a rescan leaves files modified this recently to the watcher, which waits
+        # until they are complete (the service sets it; a one-off build reads everything).
+        self.defer_fresh_seconds = 0.0
+        self.deferred = 0  # files the last sync left for being fresh
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.rules = NormalizeRules.from_config(config)
         self.accept = make_filter(config.input, config.articles)
@@ -329,7 +333,7 @@ class Pipeline:
         if not known:
             return self._first_build(progress_factory, archive_there)
         scan = self.scan(known)
-        changed = [s.path for s in scan.changed]
+        changed = [s.path for s in self._settled(scan.changed)]
         new_files = self._count_new(changed, known)  # for the import guard, while it is here
         del known  # not needed during the ingest (≈ 25 MB at 100,000 files)
         gone, unchanged, seen = scan.gone, scan.unchanged, scan.seen
@@ -344,6 +348,21 @@ class Pipeline:
         batch.seen += unchanged
         self._after_full_scan(archive_there)
         return BuildReport(batch=batch, render=self.render(), scanned=seen)
+
+    def _settled(self, stamps: Sequence[FileStamp]) -> Sequence[FileStamp]:
+        """``stamps`` less the files modified within ``defer_fresh_seconds``: a file a slow
+        writer is still writing would be published (and alerted) half written. The watcher
+        sees its writes end; a later rescan reads it if the watcher missed them."""
+        self.deferred = 0
+        if not self.defer_fresh_seconds:
+            return stamps
+        now = time.time_ns()
+        since = now - int(self.defer_fresh_seconds * 1e9)
+        settled = [s for s in stamps if not since < s.mtime_ns <= now]
+        self.deferred = len(stamps) - len(settled)
+        if self.deferred:
+            log.debug("%d file(s) still being written: left to the watcher", self.deferred)
+        return settled
 
     def _first_build(
         self,

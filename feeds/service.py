@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("feeds.service")
 SHUTDOWN_SECONDS = 8.0
+# A rescan leaves files modified within this many seconds to the watcher (a slow writer).
+FRESH_FILE_SECONDS = 5.0
 
 
 class Metrics:
@@ -180,8 +182,16 @@ class Service:
     # -- work ------------------------------------------------------------------------------
 
     def rescan(self) -> None:
-        """Full scan (stat only for unchanged files): catches whatever events were missed."""
+        """Full scan (stat only for unchanged files): catches whatever events were missed.
+
+        Files modified within ``FRESH_FILE_SECONDS`` are left to the watcher (a writer may be
+        at work); one more rescan shortly after reads them should the watcher not."""
         self._timed("rescan", self.pipeline.sync)
+        if self.pipeline.deferred and self.scheduler.running:
+            when = datetime.now(UTC) + timedelta(seconds=FRESH_FILE_SECONDS + 1)
+            self.scheduler.add_job(
+                self.rescan, "date", run_date=when, id="rescan-fresh", replace_existing=True
+            )
 
     def on_batch(self, batch: Batch) -> None:
         # Ingest applies changed files before gone ones, so a path both re-created and listed
@@ -333,7 +343,8 @@ class Service:
                 ) from exc
             log.info("serving %s on http://%s:%d/", self.config.output, host, self.server.port)
         self.watcher.start()  # events during catch-up queue up behind the lock
-        self.rescan()
+        self.rescan()  # the catch-up reads every file: no writer seen at work yet
+        self.pipeline.defer_fresh_seconds = FRESH_FILE_SECONDS
         with self._lock:
             self.pipeline.warm()
         interval = self.config.service.rescan_seconds

@@ -670,3 +670,25 @@ def test_a_folder_renamed_back_while_its_files_are_read_keeps_its_items(
         store.close()
     assert report.removed == 0
     assert [e.title for e in feed_entries(config, "all.rss")] == ["北证50指数创年内新高"]
+
+
+def test_a_rescan_leaves_a_file_still_being_written_to_the_watcher(
+    config: Config, articles: Path
+) -> None:
+    """The service's rescan must not publish (and alert) half an article a slow writer is
+    still writing; once it has been quiet for a while, or in a one-off build, it is read."""
+    write(articles / "first.md", hexo_post("北证50指数创年内新高", STORY))
+    build(config)
+    half = hexo_post("央行开展逆回购操作", OTHER)
+    slow = write(articles / "slow.md", half[: len(half) * 2 // 3])  # mid-write: cut off
+    events: list[str] = []
+    with service_pipeline(config, events) as pipeline:
+        pipeline.defer_fresh_seconds = 5
+        report = pipeline.sync()
+        assert report.batch.new == 0 and report.batch.rejected == [] and events == []
+        write(slow, half)  # the writer is done
+        old = time.time() - 10
+        os.utime(slow, (old, old))  # ... and it has been quiet since
+        report = pipeline.sync()
+        assert report.batch.new == 1 and events == ["央行开展逆回购操作"]
+    assert any(e.title == "央行开展逆回购操作" for e in feed_entries(config, "all.atom"))

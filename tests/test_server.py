@@ -194,7 +194,7 @@ def test_serves_artefacts_with_types_and_headers(
 
 
 def test_content_type_table_is_the_documented_one() -> None:
-    assert set(CONTENT_TYPES) == {".rss", ".atom", ".opml", ".html", ".xml"}
+    assert set(CONTENT_TYPES) == {".rss", ".atom", ".opml", ".html", ".xml", ".json"}
     assert all(value.endswith("; charset=utf-8") for value in CONTENT_TYPES.values())
 
 
