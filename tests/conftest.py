@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import prometheus_client
 import pytest
 
 from feeds.config import Config, load_config
@@ -150,3 +152,36 @@ def feed_entries(config: Config, relpath: str) -> list[feedparser.FeedParserDict
     parsed = feedparser.parse((config.output / relpath).read_bytes())
     assert parsed.bozo == 0, parsed.get("bozo_exception")
     return list(parsed.entries)
+
+
+def write_filler(articles: Path, count: int = 420) -> None:
+    """``count`` unrelated stories below ``articles/filler``: more than the parallel threshold,
+    so a build with two workers really fans out."""
+    for n in range(count):
+        paragraph = f"第{n}号测试消息：某公司公告称，第{n}期项目进展顺利，相关业务稳步推进。"
+        date = f"2024-05-1{n % 10} 10:{n % 60:02d}:00 +0800"
+        text = jekyll_post(f"测试消息{n}", [paragraph], date=date, link=None)
+        write(articles / f"filler/{n}.md", text, mtime=1_700_000_000)
+
+
+@contextlib.contextmanager
+def serving(output: Path, *, hubs: tuple[str, ...] = (), base_url: str = "") -> Iterator[str]:
+    """The real feed server on 127.0.0.1 over ``output``; yields its address."""
+    from feeds.server import Health, ServerThread, create_app
+
+    def health() -> Health:
+        return Health(ok=True, last_scan=None, items=0, files_pending=0, alert_backlog=0)
+
+    app = create_app(
+        output,
+        health=health,
+        registry=prometheus_client.CollectorRegistry(),
+        hubs=hubs,
+        base_url=base_url,
+    )
+    running = ServerThread(app, "127.0.0.1", 0)
+    running.start()
+    try:
+        yield f"http://127.0.0.1:{running.port}"
+    finally:
+        running.stop()

@@ -11,13 +11,11 @@ from urllib.parse import unquote
 
 import feedparser
 import httpx
-import prometheus_client
 import pytest
 
 from feeds.config import Config
 from feeds.feedfilter import MAX_WORDS, FeedFilter, FilterError, filter_feed
-from feeds.server import Health, ServerThread, create_app
-from tests.conftest import build, hexo_post, jekyll_post, write
+from tests.conftest import build, hexo_post, jekyll_post, serving, write
 
 BASE = "https://feeds.example.org/"
 HUB = "https://hub.example.com/"
@@ -52,22 +50,8 @@ def built(make_config: Callable[..., Config], tmp_path: Path) -> Config:
 
 @pytest.fixture
 def server(built: Config) -> Iterator[str]:
-    def health() -> Health:
-        return Health(ok=True, last_scan=None, items=0, files_pending=0, alert_backlog=0)
-
-    app = create_app(
-        built.output,
-        health=health,
-        registry=prometheus_client.CollectorRegistry(),
-        hubs=(HUB,),
-        base_url=BASE,
-    )
-    running = ServerThread(app, "127.0.0.1", 0)
-    running.start()
-    try:
-        yield f"http://127.0.0.1:{running.port}"
-    finally:
-        running.stop()
+    with serving(built.output, hubs=(HUB,), base_url=BASE) as address:
+        yield address
 
 
 def titles(data: bytes) -> list[str]:

@@ -11,14 +11,12 @@ from pathlib import Path
 import feedparser
 import httpx
 import jsonfeed
-import prometheus_client
 import pytest
 from lxml import etree
 
 from feeds.config import Config
 from feeds.jsonfeed import VERSION, NotAtom, json_feed
-from feeds.server import Health, ServerThread, create_app
-from tests.conftest import build, hexo_post, jekyll_post, write
+from tests.conftest import build, hexo_post, jekyll_post, serving, write
 
 BASE = "https://feeds.example.org/"
 NEXT_DAY = "Wed, 15 May 2024 01:00:00 GMT"
@@ -106,22 +104,8 @@ def test_rss_is_not_converted(built: Config) -> None:
 
 @pytest.fixture
 def server(built: Config) -> Iterator[str]:
-    def health() -> Health:
-        return Health(ok=True, last_scan=None, items=0, files_pending=0, alert_backlog=0)
-
-    app = create_app(
-        built.output,
-        health=health,
-        registry=prometheus_client.CollectorRegistry(),
-        hubs=("https://hub.example.com/",),
-        base_url=BASE,
-    )
-    running = ServerThread(app, "127.0.0.1", 0)
-    running.start()
-    try:
-        yield f"http://127.0.0.1:{running.port}"
-    finally:
-        running.stop()
+    with serving(built.output, hubs=("https://hub.example.com/",), base_url=BASE) as address:
+        yield address
 
 
 def test_every_feed_is_served_as_json_feed_too(server: str, built: Config) -> None:

@@ -16,7 +16,7 @@ from feeds.model import FeedKey
 from feeds.pipeline import CODE_VERSIONS
 from feeds.store import open_store
 from feeds.store.sqlite import MIGRATIONS
-from tests.conftest import build, feed_entries, hexo_post, jekyll_post, write
+from tests.conftest import build, feed_entries, hexo_post, write, write_filler
 from tests.service_process import ServiceProcess, wait_for, write_config
 
 XIN = "财新网"  # neither is a configured or built-in outlet: both give "caixinwang"
@@ -99,11 +99,7 @@ def test_spellings_of_one_outlet_share_its_claim(
 def test_one_and_two_workers_give_homophones_the_same_slugs(
     make_config: Callable[..., Config], tmp_path: Path, articles: Path
 ) -> None:
-    for n in range(420):  # above the parallel threshold: two workers really fan out
-        paragraph = f"第{n}号测试消息：某公司公告称，第{n}期项目进展顺利，相关业务稳步推进。"
-        date = f"2024-05-1{n % 10} 10:{n % 60:02d}:00 +0800"
-        text = jekyll_post(f"测试消息{n}", [paragraph], date=date, link=None)
-        write(articles / f"filler/{n}.md", text, mtime=1_700_000_000)
+    write_filler(articles)  # above the parallel threshold: two workers really fan out
     for n in range(1, 5):
         write(articles / f"x/{n}.md", story(n, XIN if n % 2 else XIN2))
     serial = make_config()

@@ -14,7 +14,7 @@ from feeds.config import Config
 from feeds.pipeline import CODE_VERSIONS
 from feeds.store import open_store
 from feeds.store.sqlite import MIGRATIONS
-from tests.conftest import OTHER, build, feed_entries, hexo_post, jekyll_post, write
+from tests.conftest import OTHER, build, feed_entries, hexo_post, write, write_filler
 from tests.service_process import ServiceProcess, wait_for, write_config
 
 TITLE = "前10月全国快递业务量突破千亿件"
@@ -113,11 +113,7 @@ def test_an_outlet_feed_shows_its_full_copy_not_its_later_flash(
 def test_one_and_two_workers_choose_the_same_copy(
     make_config: Callable[..., Config], tmp_path: Path, articles: Path
 ) -> None:
-    for n in range(420):  # above the parallel threshold: two workers really fan out
-        paragraph = f"第{n}号测试消息：某公司公告称，第{n}期项目进展顺利，相关业务稳步推进。"
-        date = f"2024-05-1{n % 10} 10:{n % 60:02d}:00 +0800"
-        text = jekyll_post(f"测试消息{n}", [paragraph], date=date, link=None)
-        write(articles / f"filler/{n}.md", text, mtime=1_700_000_000)
+    write_filler(articles)  # above the parallel threshold: two workers really fan out
     write(articles / "full.md", full_copy(), mtime=1_715_000_000)
     write(articles / "flash.md", flash_copy(), mtime=1_716_000_000)
     serial = make_config()
