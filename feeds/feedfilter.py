@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -258,14 +257,8 @@ def _atom_fields(entry: etree._Element) -> tuple[str, str]:
 
 @cache
 def _converter(conversion: str) -> Callable[[str], str]:
-    converter = opencc.OpenCC(conversion)
-    lock = threading.Lock()  # requests are served from a thread pool
-
-    def convert(text: str) -> str:
-        with lock:
-            return str(converter.convert(text))
-
-    return convert
+    """OpenCC's conversion; shared by the request threads, as ``fold``'s is (it only reads)."""
+    return opencc.OpenCC(conversion).convert
 
 
 def _convert_rss(channel: etree._Element, conversion: str) -> None:
