@@ -328,6 +328,7 @@ class Pipeline:
         self, progress_factory: Callable[[int], Callable[[int], None]] | None = None
     ) -> BuildReport:
         """Scan every root, ingest what changed, render what became dirty."""
+        self.deferred = 0
         archive_there = self._archive_there()
         known = self._known_files()
         if not known:
@@ -353,7 +354,6 @@ class Pipeline:
         """``stamps`` less the files modified within ``defer_fresh_seconds``: a file a slow
         writer is still writing would be published (and alerted) half written. The watcher
         sees its writes end; a later rescan reads it if the watcher missed them."""
-        self.deferred = 0
         if not self.defer_fresh_seconds:
             return stamps
         now = time.time_ns()
